@@ -1,0 +1,30 @@
+# The README's two commands are `make demo` and `make test`; both do their own set-up.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: venv demo test lint bench docs clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	bash scripts/ensure-python.sh "$(PYTHON)" "$(VENV)"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: venv
+	bash scripts/demo.sh
+
+test: venv
+	bash scripts/test.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: venv
+	bash scripts/bench.sh
+
+clean:
+	rm -rf $(VENV) demo/db.sqlite3 .pytest_cache

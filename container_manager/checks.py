@@ -1,0 +1,71 @@
+"""System checks for the CONTAINER_MANAGER settings dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.checks import CheckMessage, Error, register
+
+from container_manager.conf import DEFAULTS
+
+_POSITIVE_INTS = (
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT_SECONDS",
+    "MAX_TIMEOUT_SECONDS",
+    "LEASE_SECONDS",
+    "HEARTBEAT_SECONDS",
+    "POLL_INTERVAL_SECONDS",
+    "LOG_MAX_BYTES",
+)
+_RETENTION = ("remove", "keep", "keep_failed")
+
+
+def _error(msg: str, hint: str = "") -> Error:
+    return Error(msg, hint=hint or None, id="container_manager.E001")
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Validate ``settings.CONTAINER_MANAGER``.
+
+    Returns:
+        One ``container_manager.E001`` error per problem found.
+    """
+    user = getattr(django_settings, "CONTAINER_MANAGER", {})
+    if not isinstance(user, dict):
+        return [_error("CONTAINER_MANAGER must be a dict.")]
+    errors: list[CheckMessage] = []
+    for key in sorted(set(user) - set(DEFAULTS)):
+        errors.append(
+            _error(
+                f"CONTAINER_MANAGER has an unknown key {key!r}.",
+                hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+            )
+        )
+    for key in _POSITIVE_INTS:
+        value = user.get(key, DEFAULTS[key])
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            errors.append(_error(f"CONTAINER_MANAGER[{key!r}] must be a positive integer."))
+    priority = user.get("DEFAULT_PRIORITY", DEFAULTS["DEFAULT_PRIORITY"])
+    if not isinstance(priority, int) or not 0 <= priority <= 100:
+        errors.append(_error("CONTAINER_MANAGER['DEFAULT_PRIORITY'] must be 0-100."))
+    if user.get("CONTAINER_RETENTION", "remove") not in _RETENTION:
+        errors.append(
+            _error(f"CONTAINER_MANAGER['CONTAINER_RETENTION'] must be one of {_RETENTION}.")
+        )
+    errors.extend(_check_queues(user.get("QUEUES", {})))
+    return errors
+
+
+def _check_queues(queues: Any) -> list[CheckMessage]:
+    if not isinstance(queues, dict):
+        return [_error("CONTAINER_MANAGER['QUEUES'] must be a dict of queue name to options.")]
+    errors: list[CheckMessage] = []
+    for name, options in queues.items():
+        limit = options.get("max_concurrent") if isinstance(options, dict) else "?"
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            errors.append(
+                _error(f"CONTAINER_MANAGER['QUEUES'][{name!r}]['max_concurrent'] must be >= 1.")
+            )
+    return errors

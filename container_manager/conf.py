@@ -1,0 +1,76 @@
+"""Settings of container_manager: every default, in one place.
+
+Projects override them in one dict::
+
+    CONTAINER_MANAGER = {
+        "DEFAULT_IMAGE": "python:3.12-slim",
+        "QUEUES": {"reports": {"max_concurrent": 2}},
+    }
+
+and the code reads them as attributes of :data:`settings`, which looks at
+Django's settings on every access (so ``override_settings`` works in tests).
+The system check ``container_manager.E001`` validates the dict at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+
+DEFAULTS: dict[str, Any] = {
+    # Image of a job created without one (ContainerJob.objects.create(command=...)).
+    "DEFAULT_IMAGE": "busybox:latest",
+    # Name of the ExecutorHost used by a job without one; None routes the job to
+    # any active host with capacity, by weight.
+    "DEFAULT_HOST": None,
+    # Named queue of a job created without one.
+    "DEFAULT_QUEUE": "default",
+    # Priority of a new job (0-100, higher runs first).
+    "DEFAULT_PRIORITY": 50,
+    # Launch attempts before a transiently failing job is given up.
+    "DEFAULT_MAX_RETRIES": 3,
+    # Retry strategy name of a new job (see container_manager.retry).
+    "DEFAULT_RETRY_STRATEGY": "default",
+    # Wall-clock limit of a job that sets none, and the largest one accepted.
+    "DEFAULT_TIMEOUT_SECONDS": 3600,
+    "MAX_TIMEOUT_SECONDS": 7 * 24 * 3600,
+    # Per named queue: {"max_concurrent": int or None}. Unlisted queues are unlimited.
+    "QUEUES": {},
+    # A worker's claim on a job lasts this long unless its heartbeat renews it.
+    "LEASE_SECONDS": 60,
+    "HEARTBEAT_SECONDS": 10,
+    # How long an idle worker waits before looking again when it gets no NOTIFY.
+    "POLL_INTERVAL_SECONDS": 10,
+    # PostgreSQL channel on which enqueues are announced.
+    "NOTIFY_CHANNEL": "container_manager_jobs",
+    # Bytes of stdout and of stderr kept per job; the rest is cut with a marker.
+    "LOG_MAX_BYTES": 1024 * 1024,
+    # What happens to a finished container: "remove", "keep", or "keep_failed".
+    "CONTAINER_RETENTION": "remove",
+}
+
+
+class Settings:
+    """Attribute access to ``CONTAINER_MANAGER`` merged over :data:`DEFAULTS`."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"container_manager has no setting {name!r}")
+        user = getattr(django_settings, "CONTAINER_MANAGER", {}) or {}
+        return user.get(name, DEFAULTS[name])
+
+    def queue_limit(self, queue: str) -> int | None:
+        """Return the concurrency limit of a named queue, or None when it has none.
+
+        Args:
+            queue: The queue name.
+
+        Returns:
+            The ``max_concurrent`` of that queue in ``QUEUES``, or None.
+        """
+        limit = self.QUEUES.get(queue, {}).get("max_concurrent")
+        return None if limit is None else int(limit)
+
+
+settings = Settings()

@@ -1,0 +1,109 @@
+"""Everything this package raises, under one root.
+
+A leaf also inherits the built-in exception that the documentation promises
+(``queue_job`` is documented to raise ``ValueError``), so ``except ValueError``
+keeps working for code written against the seed documents.
+"""
+
+from __future__ import annotations
+
+
+class ContainerManagerError(Exception):
+    """Base class of everything this package raises."""
+
+
+class InvalidStateTransition(ContainerManagerError, ValueError):
+    """A job was asked to move between two statuses that the state machine forbids."""
+
+    def __init__(self, job_id: int | None, current: str, new: str, detail: str = "") -> None:
+        self.job_id = job_id
+        self.current = current
+        self.new = new
+        message = f"Job {job_id} cannot move from {current!r} to {new!r}"
+        if detail:
+            message = f"{message}: {detail}"
+        super().__init__(message)
+
+
+class StaleJobError(InvalidStateTransition):
+    """The job's row changed under us: its status is no longer the one we read."""
+
+
+class QueueError(ContainerManagerError):
+    """Base exception for queue operations."""
+
+
+class JobNotQueuedError(QueueError, ValueError):
+    """The job is not queued, so it cannot be dequeued or launched from the queue."""
+
+
+class JobAlreadyQueuedError(QueueError, ValueError):
+    """The job is already queued; dequeue it first."""
+
+
+class JobNotQueueableError(QueueError, ValueError):
+    """The job is in a status from which it cannot be queued (completed, cancelled, running)."""
+
+
+class QueueCapacityError(QueueError):
+    """The queue, host or worker is at its concurrency limit."""
+
+
+class StaleLeaseError(QueueError):
+    """A worker tried to change a job whose lease it no longer holds."""
+
+    def __init__(self, job_id: int, worker_id: str) -> None:
+        self.job_id = job_id
+        self.worker_id = worker_id
+        super().__init__(f"Worker {worker_id!r} no longer holds the lease on job {job_id}")
+
+
+class ConfigurationError(ContainerManagerError, ValueError):
+    """The CONTAINER_MANAGER settings or a host's configuration is invalid."""
+
+
+class ExecutorError(ContainerManagerError):
+    """An executor could not do what was asked.
+
+    Attributes:
+        code: The error code of the catalogue (container_manager.classification).
+        transient: True when trying again later may succeed.
+    """
+
+    code: str = "INTERNAL_ERROR"
+    transient: bool | None = None
+
+    def __init__(self, message: str, *, code: str | None = None, transient: bool | None = None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        if transient is not None:
+            self.transient = transient
+
+
+class ExecutorUnavailableError(ExecutorError):
+    """The engine does not answer (daemon down, socket missing, network error)."""
+
+    code = "DOCKER_NETWORK_ERROR"
+    transient = True
+
+
+class ImageNotFoundError(ExecutorError):
+    """The image is not on the host and may not, or cannot, be pulled."""
+
+    code = "DOCKER_IMAGE_NOT_FOUND"
+    transient = False
+
+
+class ImagePullError(ExecutorError):
+    """Pulling the image failed."""
+
+    code = "DOCKER_PULL_FAILED"
+    transient = True
+
+
+class InvalidLaunchSpecError(ExecutorError):
+    """The job's command, limits or options cannot be run as given."""
+
+    code = "VALIDATION_INVALID_PARAMS"
+    transient = False

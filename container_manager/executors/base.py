@@ -1,0 +1,235 @@
+"""The executor interface: what the worker needs from any backend.
+
+An executor knows its engine, not the queue: it takes a :class:`LaunchSpec`
+(plain data built from a job) and answers with frozen dataclasses, never
+with SDK objects. One instance serves one :class:`ExecutorHost` and is used
+from several threads of one worker, so implementations must be thread-safe.
+
+Every container carries labels that tie it to its job and attempt
+(``LABEL_JOB``, ``LABEL_ATTEMPT``), and a deterministic name, so that a
+worker that restarts (or adopts another worker's jobs) finds the container
+of an attempt instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import abc
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from container_manager.models import ContainerJob, ExecutorHost
+
+LABEL_MANAGED = "container_manager.managed"
+LABEL_JOB = "container_manager.job_id"
+LABEL_ATTEMPT = "container_manager.attempt"
+LABEL_HOST = "container_manager.host"
+#: Extra labels for every container, e.g. a test run's id.
+LABEL_EXTRA_SETTING = "CONTAINER_LABELS"
+
+#: A line of this form on stdout or stderr reports progress (0-100) and the
+#: current step: ``::progress 42 Loading data``.
+PROGRESS_PREFIX = "::progress "
+
+
+def container_name(job_id: int, attempt: int) -> str:
+    """Return the deterministic container name of one attempt of one job."""
+    return f"cm-job-{job_id}-a{attempt}"
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything needed to start one attempt of one job."""
+
+    job_id: int
+    attempt: int
+    image: str
+    command: tuple[str, ...]
+    environment: dict[str, str] = field(default_factory=dict)
+    working_directory: str = ""
+    memory_limit_mb: int | None = None
+    cpu_limit_cores: float | None = None
+    network: str = ""
+    user: str = ""
+    timeout_seconds: int = 3600
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The container's deterministic name."""
+        return container_name(self.job_id, self.attempt)
+
+    @classmethod
+    def from_job(cls, job: ContainerJob, extra_labels: dict[str, str] | None = None) -> LaunchSpec:
+        """Build the spec of the job's current attempt.
+
+        The environment is the template's variables with the job's own on top.
+        The command is split like a shell would split it, and run without a
+        shell unless ``job.is_shell_command``.
+
+        Args:
+            job: The job, with ``attempt`` already incremented by the claim.
+            extra_labels: Labels to add to the standard ones.
+
+        Returns:
+            The spec.
+        """
+        env: dict[str, str] = {}
+        if job.environment_template_id is not None and job.environment_template is not None:
+            env.update(job.environment_template.get_environment_variables_dict())
+        env.update(job.environment or {})
+        if job.is_shell_command:
+            command: tuple[str, ...] = ("/bin/sh", "-c", job.command)
+        else:
+            command = tuple(shlex.split(job.command))
+        labels = {
+            LABEL_MANAGED: "1",
+            LABEL_JOB: str(job.pk),
+            LABEL_ATTEMPT: str(job.attempt),
+            **(extra_labels or {}),
+        }
+        if job.host_id is not None:
+            labels[LABEL_HOST] = str(job.host_id)
+        return cls(
+            job_id=int(job.pk),
+            attempt=int(job.attempt),
+            image=job.image,
+            command=command,
+            environment=env,
+            working_directory=job.working_directory,
+            memory_limit_mb=job.memory_limit_mb,
+            cpu_limit_cores=job.cpu_limit_cores,
+            network=job.network,
+            user=job.user,
+            timeout_seconds=job.timeout_seconds,
+            labels=labels,
+        )
+
+
+@dataclass(frozen=True)
+class ContainerRef:
+    """A container (or process) that an executor started for one attempt of a job."""
+
+    job_id: int
+    attempt: int
+    container_id: str
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a container ended."""
+
+    ref: ContainerRef
+    exit_code: int | None
+    is_oom_killed: bool = False
+    finished_at: datetime | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Logs:
+    """A container's output, each stream cut at the size cap with a visible marker."""
+
+    stdout: str
+    stderr: str
+    is_stdout_truncated: bool = False
+    is_stderr_truncated: bool = False
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report a container printed (``::progress 42 Loading data``)."""
+
+    ref: ContainerRef
+    percent: int
+    step: str
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Result of a host health check."""
+
+    is_healthy: bool
+    detail: str = ""
+
+
+#: Called with each progress line a running container prints.
+ProgressCallback = Callable[[Progress], None]
+#: Called with each launch step the executor passes through ("pulling", "preparing").
+StepCallback = Callable[[str], None]
+
+
+class Executor(abc.ABC):
+    """One backend (Docker engine, local processes, ...) serving one host."""
+
+    supports_pause: ClassVar[bool] = False
+    """Can a running container be paused and resumed?"""
+
+    def __init__(self, host: ExecutorHost) -> None:
+        self.host = host
+
+    @abc.abstractmethod
+    def launch(self, spec: LaunchSpec, on_step: StepCallback | None = None) -> ContainerRef:
+        """Start the attempt described by ``spec`` and return at once.
+
+        Idempotent per attempt: if a container of this job and attempt exists,
+        return it instead of starting a second one.
+
+        Raises:
+            ExecutorError: A subclass that says whether the cause is transient.
+        """
+
+    @abc.abstractmethod
+    def find(self, job_id: int, attempt: int) -> ContainerRef | None:
+        """Return the container of this attempt if it exists, running or not."""
+
+    @abc.abstractmethod
+    def list_managed(self) -> list[ContainerRef]:
+        """Return every container of this host that carries our labels."""
+
+    @abc.abstractmethod
+    def wait_finished(
+        self, refs: Iterable[ContainerRef], timeout_seconds: float
+    ) -> list[ExitStatus]:
+        """Return the containers among ``refs`` that have ended, waiting up to the timeout.
+
+        Returns as soon as one has ended; an empty list after the timeout.
+        """
+
+    @abc.abstractmethod
+    def logs(self, ref: ContainerRef, max_bytes: int) -> Logs:
+        """Return stdout and stderr apart, each at most ``max_bytes`` plus a marker."""
+
+    @abc.abstractmethod
+    def kill(self, ref: ContainerRef) -> None:
+        """Stop the container now (timeout or cancel). No error if it already ended."""
+
+    @abc.abstractmethod
+    def remove(self, ref: ContainerRef) -> None:
+        """Remove an ended container and what it left. No error if it is gone."""
+
+    def follow_progress(self, ref: ContainerRef, callback: ProgressCallback) -> None:
+        """Call ``callback`` with each progress line the container prints, until it ends.
+
+        Blocks; the worker runs it in a thread. The default does nothing.
+        """
+        return None
+
+    def pause(self, ref: ContainerRef) -> None:
+        """Freeze a running container."""
+        raise NotImplementedError(f"{type(self).__name__} cannot pause")
+
+    def resume(self, ref: ContainerRef) -> None:
+        """Thaw a paused container."""
+        raise NotImplementedError(f"{type(self).__name__} cannot resume")
+
+    @abc.abstractmethod
+    def health_check(self) -> HealthReport:
+        """Tell whether the host answers and can run containers."""
+
+    def close(self) -> None:
+        """Release connections and threads."""
+        return None
