@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from container_manager.models.host import EnvironmentVariableTemplate, ExecutorHost, ExecutorType
 from container_manager.models.job import ContainerJob, JobQuerySet
+from container_manager.models.queue import JobQueue
+from container_manager.models.worker import Worker, WorkerStatus
 
 __all__ = [
     "ContainerJob",
@@ -11,4 +13,7 @@ __all__ = [
     "ExecutorHost",
     "ExecutorType",
     "JobQuerySet",
+    "JobQueue",
+    "Worker",
+    "WorkerStatus",
 ]
