@@ -59,6 +59,10 @@ DATABASES = {
         default=f"sqlite:///{BASE_DIR / 'demo' / 'db.sqlite3'}", conn_max_age=0
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # One test database per test run, so that runs in parallel (two checkouts,
+    # two terminals) never drop each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Wait for the write lock instead of failing at once when the worker and
     # the web process write together.
