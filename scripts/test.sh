@@ -9,7 +9,8 @@ export PGUSER=postgres
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/container_manager}
 
 bash scripts/ensure-postgres.sh
-if [ -x scripts/ensure-docker.sh ]; then bash scripts/ensure-docker.sh; fi
+bash scripts/ensure-docker.sh
+bash scripts/ensure-registry.sh
 
 echo "== lint"
 ruff check .
