@@ -1,0 +1,362 @@
+"""Acquisition: workers claim ready jobs atomically, under the queue and host limits.
+
+How a claim stays correct with any number of workers (PostgreSQL):
+
+- One short transaction does it all and commits before any executor call,
+  so no row lock is ever held while talking to Docker.
+- Ready rows are locked with ``SELECT ... FOR UPDATE OF <job> SKIP LOCKED``:
+  two workers never get the same row, and neither waits for the other's rows.
+- The limits (per-host ``max_concurrent_jobs``, per-queue ``max_concurrent``)
+  are a check-then-act: count what is active, then claim. Two workers counting
+  at the same moment would both see room for the last slot. So the check is
+  serialised with one transaction-scoped advisory lock,
+  ``pg_advisory_xact_lock(CLAIM_LOCK_KEY)``, taken first. It is held for the
+  few milliseconds of the claim only (three small queries and an UPDATE) and
+  blocks nothing but other claims: enqueues, completions and the admin never
+  take it, and they only add ready rows or lower the counts. Finer locks (one
+  per host and queue) would let claims on disjoint hosts overlap, but every
+  claim of a job without a host may touch every host, so in practice they
+  would serialise just the same, with a deadlock-prone lock order to keep.
+- Counting happens after the lock is taken; in READ COMMITTED each statement
+  sees everything the previous lock holder committed.
+
+On SQLite there are no row locks and no advisory locks; the same API works
+for one worker (SQLite serialises writers anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from django.db import connections, transaction
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
+
+from container_manager import states
+from container_manager.conf import settings
+from container_manager.models import ContainerJob, ExecutorHost, JobQueue
+from container_manager.queue.base import ManagerBase
+from container_manager.states import JobStatus
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+logger = logging.getLogger(__name__)
+
+#: Key of the advisory lock that serialises the limit check of claims ("cm" + "claim").
+CLAIM_LOCK_KEY = 0x636D_636C_6169_6D
+#: Candidates locked per claimed job, so that jobs skipped for a limit reached
+#: within the batch do not leave the batch short.
+CANDIDATE_FACTOR = 4
+#: Upper bound of extra candidates locked beyond ``limit``.
+MAX_EXTRA_CANDIDATES = 500
+#: Statuses that occupy a slot of a host and of a queue.
+HOLDING_Q = Q(status__in=sorted(states.ACTIVE_STATUSES)) | Q(
+    status=JobStatus.PAUSED, launched_at__isnull=False
+)
+#: Statuses of jobs whose lease can expire.
+LEASED_STATUSES = sorted(states.ACTIVE_STATUSES | {JobStatus.PAUSED})
+
+
+def ready_q(now: datetime) -> Q:
+    """Jobs waiting in the queue whose scheduled time, if any, has come."""
+    return Q(status__in=sorted(states.READY_STATUSES)) & (
+        Q(scheduled_for__isnull=True) | Q(scheduled_for__lte=now)
+    )
+
+
+#: Order of the ready query: priority desc, then first in, first out (cm_job_ready_idx).
+READY_ORDER = ("-priority", "queued_at", "id")
+
+
+def lease_delta(lease_seconds: int | float | None) -> timedelta:
+    """Return the lease length: ``lease_seconds`` or ``LEASE_SECONDS``.
+
+    Raises:
+        ValueError: For a lease of zero or less.
+    """
+    seconds = settings.LEASE_SECONDS if lease_seconds is None else lease_seconds
+    if seconds <= 0:
+        raise ValueError(f"lease_seconds must be positive, not {seconds}")
+    return timedelta(seconds=seconds)
+
+
+@dataclass
+class _Capacity:
+    """Free slots per host and per limited queue, as counted under the claim lock."""
+
+    hosts: dict[int, ExecutorHost]
+    host_load: Counter[int]
+    queue_limits: dict[str, int]
+    queue_load: Counter[str]
+    paused_queues: set[str]
+    default_host: ExecutorHost | None = None
+    has_default_setting: bool = False
+    assigned: list[tuple[ContainerJob, int]] = field(default_factory=list)
+
+    def host_is_free(self, host_id: int) -> bool:
+        host = self.hosts.get(host_id)
+        return host is not None and self.host_load[host_id] < host.max_concurrent_jobs
+
+    def queue_is_free(self, queue: str) -> bool:
+        limit = self.queue_limits.get(queue)
+        return limit is None or self.queue_load[queue] < limit
+
+    def blocked_queues(self) -> set[str]:
+        return self.paused_queues | {q for q in self.queue_limits if not self.queue_is_free(q)}
+
+    def blocked_host_ids(self) -> set[int]:
+        return {pk for pk in self.hosts if not self.host_is_free(pk)}
+
+    def choose_host(self) -> int | None:
+        """Pick a host for a job without one: DEFAULT_HOST, else the least loaded by weight."""
+        if self.has_default_setting:
+            host = self.default_host
+            return host.pk if host is not None and self.host_is_free(host.pk) else None
+        free = [h for h in self.hosts.values() if self.host_is_free(h.pk)]
+        if not free:
+            return None
+        # Fill hosts in proportion to their weight: the next job goes where
+        # (load + 1) / weight is lowest, ties broken by name for determinism.
+        best = min(free, key=lambda h: ((self.host_load[h.pk] + 1) / h.weight, h.name))
+        return best.pk
+
+    def take(self, job: ContainerJob) -> int | None:
+        """Reserve a slot for ``job``; return its host id, or None when it must wait."""
+        if not self.queue_is_free(job.queue):
+            return None
+        host_id = job.host_id if job.host_id is not None else self.choose_host()
+        if host_id is None or not self.host_is_free(host_id):
+            return None
+        self.host_load[host_id] += 1
+        if job.queue in self.queue_limits:
+            self.queue_load[job.queue] += 1
+        self.assigned.append((job, host_id))
+        return host_id
+
+
+class ClaimMixin(ManagerBase):
+    """Claiming, leases and takeover; mixed into ``JobQueueManager``."""
+
+    # Capacity --------------------------------------------------------------
+
+    def _available_hosts(self) -> dict[int, ExecutorHost]:
+        hosts = ExecutorHost.objects.using(self.using).filter(is_active=True, is_paused=False)
+        return {h.pk: h for h in hosts}
+
+    def _queue_settings(self) -> tuple[set[str], dict[str, int]]:
+        """Paused queue names, and the limit of every limited queue (rows override settings)."""
+        limits: dict[str, int] = {}
+        for name in settings.QUEUES:
+            limit = settings.queue_limit(name)
+            if limit is not None:
+                limits[name] = limit
+        paused: set[str] = set()
+        for row in JobQueue.objects.using(self.using).all():
+            if row.is_paused:
+                paused.add(row.name)
+            if row.max_concurrent is not None:
+                limits[row.name] = row.max_concurrent
+        return paused, limits
+
+    def _capacity(self) -> _Capacity:
+        hosts = self._available_hosts()
+        paused, limits = self._queue_settings()
+        jobs = ContainerJob.objects.using(self.using).filter(HOLDING_Q)
+        host_load: Counter[int] = Counter(
+            {
+                row["host_id"]: row["n"]
+                for row in jobs.filter(host_id__isnull=False)
+                .values("host_id")
+                .annotate(n=Count("id"))
+                .order_by()
+            }
+        )
+        queue_load: Counter[str] = Counter()
+        if limits:
+            queue_load.update(
+                {
+                    row["queue"]: row["n"]
+                    for row in jobs.filter(queue__in=sorted(limits))
+                    .values("queue")
+                    .annotate(n=Count("id"))
+                    .order_by()
+                }
+            )
+        capacity = _Capacity(hosts, host_load, limits, queue_load, paused)
+        default_name = settings.DEFAULT_HOST
+        if default_name:
+            capacity.has_default_setting = True
+            capacity.default_host = next(
+                (h for h in hosts.values() if h.name == default_name), None
+            )
+        return capacity
+
+    def _lock_claims(self, lock_timeout_seconds: float | None) -> None:
+        connection = connections[self.using]
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            if lock_timeout_seconds is not None:
+                milliseconds = max(int(lock_timeout_seconds * 1000), 1)
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{milliseconds}ms"])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIM_LOCK_KEY])
+
+    def _lock_rows(self, qs: QuerySet[ContainerJob]) -> QuerySet[ContainerJob]:
+        if connections[self.using].features.has_select_for_update_skip_locked:
+            return qs.select_for_update(skip_locked=True, of=("self",))
+        return qs
+
+    # Claiming ----------------------------------------------------------------
+
+    def claim_jobs(
+        self,
+        worker_id: str,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        lease_seconds: int | None = None,
+        *,
+        lock_timeout_seconds: float | None = None,
+    ) -> list[ContainerJob]:
+        """Claim up to ``limit`` ready jobs for a worker, in one short transaction.
+
+        Ready means: status queued or retrying, ``scheduled_for`` empty or past,
+        queue not paused, pinned host (if any) active and not paused. Jobs come
+        by priority (high first), then ``queued_at``, then id. Per-queue limits
+        (``JobQueue.max_concurrent``, else ``QUEUES[name]['max_concurrent']``)
+        and per-host ``max_concurrent_jobs`` are counted over every worker's
+        validating, preparing, pulling, running and launched-but-paused jobs,
+        and never exceeded. A job without a host gets ``DEFAULT_HOST`` if that
+        setting names one, else the available host with free capacity whose
+        ``(load + 1) / weight`` is lowest.
+
+        Claimed jobs move to ``validating`` with ``worker_id``,
+        ``lease_expires_at = now + lease`` and ``attempt + 1``.
+
+        Args:
+            worker_id: The claiming worker's id.
+            limit: Most jobs to claim; 0 claims nothing.
+            queues: Only these named queues; None for all.
+            lease_seconds: Lease length; None for ``LEASE_SECONDS`` (60 s).
+            lock_timeout_seconds: On PostgreSQL, give up waiting for the claim
+                lock after this long (raises ``OperationalError``).
+
+        Returns:
+            The claimed jobs, committed, with ``host`` and
+            ``environment_template`` loaded, in claim order. No lock is held.
+
+        Raises:
+            ValueError: Empty ``worker_id``, negative ``limit`` or non-positive lease.
+            django.db.OperationalError: The lock timeout passed.
+        """
+        return self._claim(worker_id, limit, queues, lease_seconds, None, lock_timeout_seconds)
+
+    def claim_job(
+        self, job: ContainerJob, worker_id: str, lease_seconds: int | None = None
+    ) -> ContainerJob | None:
+        """Claim one specific job, if it is ready and a slot is free.
+
+        Args:
+            job: The job to claim.
+            worker_id: The claiming worker's id.
+            lease_seconds: Lease length; None for ``LEASE_SECONDS``.
+
+        Returns:
+            The claimed job (a fresh instance), or None when it is not ready,
+            is held by someone else, or its queue or host is full or paused.
+        """
+        claimed = self._claim(worker_id, 1, None, lease_seconds, job.pk, None)
+        return claimed[0] if claimed else None
+
+    def _claim(
+        self,
+        worker_id: str,
+        limit: int,
+        queues: Sequence[str] | None,
+        lease_seconds: int | None,
+        job_id: int | None,
+        lock_timeout_seconds: float | None,
+    ) -> list[ContainerJob]:
+        if not worker_id:
+            raise ValueError("worker_id must not be empty")
+        if limit < 0:
+            raise ValueError(f"limit must be 0 or more, not {limit}")
+        lease = lease_delta(lease_seconds)
+        if limit == 0:
+            return []
+        with transaction.atomic(using=self.using):
+            self._lock_claims(lock_timeout_seconds)
+            now = timezone.now()
+            capacity = self._capacity()
+            candidates = self._candidates(capacity, now, limit, queues, job_id)
+            for job in candidates:
+                if len(capacity.assigned) >= limit:
+                    break
+                capacity.take(job)
+            if not capacity.assigned:
+                return []
+            return self._mark_claimed(capacity.assigned, worker_id, now + lease)
+
+    def _candidates(
+        self,
+        capacity: _Capacity,
+        now: datetime,
+        limit: int,
+        queues: Sequence[str] | None,
+        job_id: int | None,
+    ) -> list[ContainerJob]:
+        qs = ContainerJob.objects.using(self.using).filter(ready_q(now))
+        if job_id is not None:
+            qs = qs.filter(pk=job_id)
+        if queues is not None:
+            qs = qs.filter(queue__in=list(queues))
+        blocked_queues = capacity.blocked_queues()
+        if blocked_queues:
+            qs = qs.exclude(queue__in=sorted(blocked_queues))
+        open_hosts = sorted(set(capacity.hosts) - capacity.blocked_host_ids())
+        host_q = Q(host_id__in=open_hosts)
+        if capacity.choose_host() is not None:
+            host_q |= Q(host__isnull=True)
+        qs = qs.filter(host_q).order_by(*READY_ORDER)
+        extra = min(limit * (CANDIDATE_FACTOR - 1), MAX_EXTRA_CANDIDATES)
+        return list(self._lock_rows(qs)[: limit + extra])
+
+    def _mark_claimed(
+        self, assigned: list[tuple[ContainerJob, int]], worker_id: str, lease_until: datetime
+    ) -> list[ContainerJob]:
+        by_host: dict[int, list[int]] = {}
+        for job, host_id in assigned:
+            by_host.setdefault(host_id, []).append(job.pk)
+        for host_id, ids in by_host.items():
+            # Guarded: only rows still ready move (we hold their locks, so all do).
+            ContainerJob.objects.using(self.using).filter(
+                pk__in=ids, status__in=sorted(states.READY_STATUSES)
+            ).update(
+                status=JobStatus.VALIDATING,
+                host_id=host_id,
+                worker_id=worker_id,
+                lease_expires_at=lease_until,
+                attempt=F("attempt") + 1,
+                current_step="Claimed",
+            )
+        ids = [job.pk for job, _ in assigned]
+        order = {pk: index for index, pk in enumerate(ids)}
+        jobs = ContainerJob.objects.using(self.using).select_related("host", "environment_template")
+        claimed = sorted(
+            jobs.filter(pk__in=ids, worker_id=worker_id, status=JobStatus.VALIDATING),
+            key=lambda job: order[job.pk],
+        )
+        for job in claimed:
+            logger.info(
+                "Claimed job %s (attempt %s) on host %s",
+                job.pk,
+                job.attempt,
+                job.host.name if job.host else None,
+                extra={"job_id": job.pk, "worker_id": worker_id},
+            )
+        return claimed
