@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -55,6 +56,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             _error(f"CONTAINER_MANAGER['CONTAINER_RETENTION'] must be one of {_RETENTION}.")
         )
     errors.extend(_check_queues(user.get("QUEUES", {})))
+    errors.extend(_check_containers(user))
+    return errors
+
+
+def _check_containers(user: dict[str, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    labels = user.get("CONTAINER_LABELS", {})
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        errors.append(_error("CONTAINER_MANAGER['CONTAINER_LABELS'] must map strings to strings."))
+    prefix = user.get("CONTAINER_NAME_PREFIX", "cm")
+    if not isinstance(prefix, str) or not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}", prefix):
+        errors.append(
+            _error(
+                "CONTAINER_MANAGER['CONTAINER_NAME_PREFIX'] must be 1-64 letters, digits, "
+                "'_', '.' or '-', starting with a letter or digit."
+            )
+        )
+    network = user.get("DOCKER_DEFAULT_NETWORK", "none")
+    if not isinstance(network, str) or not network:
+        errors.append(_error("CONTAINER_MANAGER['DOCKER_DEFAULT_NETWORK'] must be a network name."))
     return errors
 
 

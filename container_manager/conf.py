@@ -48,6 +48,14 @@ DEFAULTS: dict[str, Any] = {
     "LOG_MAX_BYTES": 1024 * 1024,
     # What happens to a finished container: "remove", "keep", or "keep_failed".
     "CONTAINER_RETENTION": "remove",
+    # Extra labels put on every container, e.g. {"com.example.team": "reports"}.
+    "CONTAINER_LABELS": {},
+    # Containers are named "<prefix>-job-<id>-a<attempt>"; give each project
+    # sharing a Docker host its own prefix so their names never collide.
+    "CONTAINER_NAME_PREFIX": "cm",
+    # Network of a Docker job that names none, on a host whose executor_config
+    # has no "default_network". "none" gives no network at all.
+    "DOCKER_DEFAULT_NETWORK": "none",
 }
 
 

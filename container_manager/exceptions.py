@@ -107,3 +107,24 @@ class InvalidLaunchSpecError(ExecutorError):
 
     code = "VALIDATION_INVALID_PARAMS"
     transient = False
+
+
+class ExecutorPermissionError(ExecutorError):
+    """The engine refused us: no permission on its socket, or the operation is forbidden."""
+
+    code = "DOCKER_PERMISSION_DENIED"
+    transient = False
+
+
+class RegistryAuthenticationError(ExecutorError):
+    """The registry refused the credentials (or has none) for the image."""
+
+    code = "DOCKER_AUTHENTICATION_FAILED"
+    transient = False
+
+
+class ContainerNotFoundError(ExecutorError):
+    """The container of an attempt is gone (removed by someone else, or never created)."""
+
+    code = "INTERNAL_ERROR"
+    transient = False

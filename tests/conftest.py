@@ -11,6 +11,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.docker_fixtures"]
+
 IS_CI = bool(os.environ.get("CI"))
 
 

@@ -36,8 +36,31 @@ PROGRESS_PREFIX = "::progress "
 
 
 def container_name(job_id: int, attempt: int) -> str:
-    """Return the deterministic container name of one attempt of one job."""
-    return f"cm-job-{job_id}-a{attempt}"
+    """Return the deterministic container name of one attempt of one job.
+
+    The name starts with the ``CONTAINER_NAME_PREFIX`` setting (``cm`` by
+    default): ``cm-job-42-a1``.
+    """
+    from container_manager.conf import settings
+
+    return f"{settings.CONTAINER_NAME_PREFIX}-job-{job_id}-a{attempt}"
+
+
+def container_labels(spec: LaunchSpec) -> dict[str, str]:
+    """Return every label a container of ``spec`` carries.
+
+    The ``CONTAINER_LABELS`` setting first, then the spec's own labels, then
+    the standard ones, which nothing may override.
+    """
+    from container_manager.conf import settings
+
+    return {
+        **settings.CONTAINER_LABELS,
+        **spec.labels,
+        LABEL_MANAGED: "1",
+        LABEL_JOB: str(spec.job_id),
+        LABEL_ATTEMPT: str(spec.attempt),
+    }
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,674 @@
+"""Runs jobs as containers on a Docker engine, local or remote, through the ``docker`` SDK.
+
+One :class:`DockerExecutor` per host. It creates and starts containers (never
+a blocking ``run``), named and labelled per attempt so a repeated launch finds
+the container instead of making a second one; it follows completion through
+one events stream per host (:mod:`~container_manager.executors.docker_events`)
+with a periodic reconciliation as a safety net; and it reads output as a
+stream, keeping at most the cap per stream.
+
+Host options (``ExecutorHost.executor_config``), all optional::
+
+    {
+        "tls": {"ca_cert": "/certs/ca.pem", "client_cert": "/certs/cert.pem",
+                "client_key": "/certs/key.pem", "verify": true},
+        "default_network": "none",
+        "api_timeout_seconds": 10,
+        "pull_timeout_seconds": 600,
+        "reconcile_interval_seconds": 30,
+        "log_read_timeout_seconds": 60,
+        "registry_auth": {"username": "...", "password": "..."}
+    }
+
+Every SDK error leaves this module as an
+:class:`~container_manager.exceptions.ExecutorError` subclass with its
+``code`` and ``transient`` set (see :func:`translate_error`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import docker
+import docker.errors
+import requests
+from docker.tls import TLSConfig
+from docker.types import CancellableStream
+from docker.utils import parse_repository_tag
+
+from container_manager.conf import settings
+from container_manager.exceptions import (
+    ConfigurationError,
+    ContainerNotFoundError,
+    ExecutorError,
+    ExecutorPermissionError,
+    ExecutorUnavailableError,
+    ImageNotFoundError,
+    ImagePullError,
+    InvalidLaunchSpecError,
+    RegistryAuthenticationError,
+)
+from container_manager.executors.base import (
+    LABEL_ATTEMPT,
+    LABEL_JOB,
+    LABEL_MANAGED,
+    ContainerRef,
+    Executor,
+    ExitStatus,
+    HealthReport,
+    LaunchSpec,
+    Logs,
+    Progress,
+    ProgressCallback,
+    StepCallback,
+    container_labels,
+    container_name,
+)
+from container_manager.executors.completion import CompletionBoard
+from container_manager.executors.docker_events import EventFollower
+from container_manager.logcap import CappedBuffer, LineSplitter
+
+if TYPE_CHECKING:
+    from container_manager.models import ExecutorHost
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_TIMEOUT_SECONDS = 10.0
+DEFAULT_PULL_TIMEOUT_SECONDS = 600.0
+DEFAULT_RECONCILE_INTERVAL_SECONDS = 30.0
+DEFAULT_LOG_READ_TIMEOUT_SECONDS = 60.0
+#: Reconcile this often while the events stream is down.
+DISCONNECTED_RECONCILE_SECONDS = 2.0
+READ_CHUNK_BYTES = 64 * 1024
+_FRAME_HEADER = struct.Struct(">BxxxL")
+_STDOUT, _STDERR = 1, 2
+_ENDED_STATES = ("exited", "dead")
+#: Start failures that trying again cannot fix (Docker answers 400 or 500 for them).
+_PERMANENT_START = re.compile(
+    r"executable file not found|no such file or directory|unable to find user|"
+    r"permission denied|invalid (?:mount|reference|argument)|not a directory",
+    re.IGNORECASE,
+)
+_IMAGE_MISSING = re.compile(
+    r"not found|manifest unknown|does not exist|no such image|repository name must", re.I
+)
+_AUTH_FAILED = re.compile(r"unauthorized|authentication required|no basic auth|denied", re.I)
+
+
+def translate_error(exc: Exception, action: str) -> ExecutorError:
+    """Turn an SDK or transport error into the ExecutorError leaf that says what happened.
+
+    Args:
+        exc: What the SDK raised.
+        action: What we were doing, for the message ("start job 4").
+
+    Returns:
+        The error to raise (``from exc``).
+    """
+    message = f"Docker {action} failed: {exc}"
+    if isinstance(exc, ExecutorError):
+        return exc
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return ImageNotFoundError(message)
+    if isinstance(exc, docker.errors.NotFound):
+        return ContainerNotFoundError(message)
+    if isinstance(exc, docker.errors.APIError):
+        status = exc.status_code
+        if status == 401:
+            return RegistryAuthenticationError(message)
+        if status == 403:
+            return ExecutorPermissionError(message)
+        if status == 400 or _PERMANENT_START.search(str(exc.explanation or "")):
+            return InvalidLaunchSpecError(message)
+        return ExecutorError(message, transient=True if status in (502, 503, 504) else None)
+    if "permission denied" in str(exc).lower():
+        return ExecutorPermissionError(message)
+    if isinstance(exc, requests.exceptions.RequestException | docker.errors.DockerException):
+        return ExecutorUnavailableError(message)
+    if isinstance(exc, OSError):
+        return ExecutorUnavailableError(message)
+    return ExecutorError(message)
+
+
+def _tls_config(options: Any) -> TLSConfig | None:
+    """Build the SDK's TLS settings from ``executor_config["tls"]``."""
+    if not options:
+        return None
+    if not isinstance(options, dict):
+        raise ConfigurationError('executor_config["tls"] must be an object')
+    cert = options.get("client_cert")
+    key = options.get("client_key")
+    try:
+        return TLSConfig(
+            client_cert=(cert, key) if cert and key else None,
+            ca_cert=options.get("ca_cert"),
+            verify=options.get("verify", True) and (options.get("ca_cert") or True),
+        )
+    except docker.errors.TLSParameterError as exc:
+        raise ConfigurationError(f"Invalid TLS settings: {exc}") from exc
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    """Parse Docker's RFC 3339 times (nanoseconds, ``Z``); None for the zero time."""
+    if not value or value.startswith("0001-"):
+        return None
+    match = re.match(r"(.*?T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", value)
+    if not match:
+        return None
+    fraction = (match.group(2) or ".0")[:7]
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    return datetime.fromisoformat(f"{match.group(1)}{fraction}{zone}")
+
+
+def iter_frames(chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    """Cut Docker's multiplexed log stream into ``(stream, payload)`` frames."""
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        offset = 0
+        while len(buffer) - offset >= _FRAME_HEADER.size:
+            stream, length = _FRAME_HEADER.unpack_from(buffer, offset)
+            end = offset + _FRAME_HEADER.size + length
+            if end > len(buffer):
+                break
+            yield stream, bytes(buffer[offset + _FRAME_HEADER.size : end])
+            offset = end
+        del buffer[:offset]
+
+
+def _status_from_inspect(ref: ContainerRef, attrs: dict[str, Any]) -> ExitStatus:
+    state = attrs.get("State") or {}
+    return ExitStatus(
+        ref=ref,
+        exit_code=state.get("ExitCode"),
+        is_oom_killed=bool(state.get("OOMKilled")),
+        finished_at=_parse_time(state.get("FinishedAt")),
+        error=state.get("Error") or "",
+    )
+
+
+def _ref_from_labels(container_id: str, labels: dict[str, str]) -> ContainerRef | None:
+    try:
+        return ContainerRef(int(labels[LABEL_JOB]), int(labels[LABEL_ATTEMPT]), container_id)
+    except (KeyError, ValueError):
+        return None
+
+
+class DockerExecutor(Executor):
+    """Runs attempts as containers on one Docker engine."""
+
+    supports_pause = True
+
+    def __init__(self, host: ExecutorHost) -> None:
+        super().__init__(host)
+        config = host.executor_config or {}
+        self.api_timeout_seconds = float(
+            config.get("api_timeout_seconds", DEFAULT_API_TIMEOUT_SECONDS)
+        )
+        self.pull_timeout_seconds = float(
+            config.get("pull_timeout_seconds", DEFAULT_PULL_TIMEOUT_SECONDS)
+        )
+        self.reconcile_interval_seconds = float(
+            config.get("reconcile_interval_seconds", DEFAULT_RECONCILE_INTERVAL_SECONDS)
+        )
+        self.log_read_timeout_seconds = float(
+            config.get("log_read_timeout_seconds", DEFAULT_LOG_READ_TIMEOUT_SECONDS)
+        )
+        self.default_network: str = config.get("default_network") or ""
+        self._registry_auth: dict[str, str] | None = config.get("registry_auth")
+        self._tls = _tls_config(config.get("tls"))
+        self._lock = threading.Lock()
+        self._clients: dict[float | None, docker.DockerClient] = {}
+        self._streams: set[requests.Response] = set()
+        self._board = CompletionBoard()
+        self._seen: set[str] = set()
+        self._last_reconcile = 0.0
+        self._events = EventFollower(
+            self._open_events, self._on_event, self._board.wake, name=f"cm-events-{host.name}"
+        )
+
+    # --- connection -----------------------------------------------------
+
+    def _client(self, timeout: float | None = None) -> docker.DockerClient:
+        """Return the client whose API calls time out after ``timeout`` (default: the short one)."""
+        timeout = self.api_timeout_seconds if timeout is None else timeout
+        with self._lock:
+            client = self._clients.get(timeout)
+            if client is not None:
+                return client
+            known = next(iter(self._clients.values()), None)
+        try:
+            client = docker.DockerClient(
+                base_url=self.host.connection_string or "unix:///var/run/docker.sock",
+                timeout=timeout,
+                tls=self._tls or False,
+                version=known.api.api_version if known else None,
+            )
+        except Exception as exc:
+            raise translate_error(exc, f"connection to {self.host.name}") from exc
+        with self._lock:
+            return self._clients.setdefault(timeout, client)
+
+    def _call(self, action: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:
+            raise translate_error(exc, action) from exc
+
+    # --- launch ---------------------------------------------------------
+
+    def launch(self, spec: LaunchSpec, on_step: StepCallback | None = None) -> ContainerRef:
+        """Create and start the attempt's container; return the existing one if there is one.
+
+        Raises:
+            ImageNotFoundError: The image is missing and may not or cannot be pulled.
+            ImagePullError: Pulling failed for a reason that may pass.
+            InvalidLaunchSpecError: Docker rejected the command, user or limits.
+            ExecutorUnavailableError: The engine does not answer.
+        """
+        self._validate(spec)
+        client = self._client()
+        self._events.ensure_started()
+        existing = self._inspect_by_name(spec.job_id, spec.attempt)
+        if existing is not None:
+            return self._adopt(existing)
+        self._ensure_image(spec.image, on_step)
+        try:
+            container = client.containers.create(**self._create_options(spec))
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # another launcher created it first: use theirs
+                existing = self._inspect_by_name(spec.job_id, spec.attempt)
+                if existing is not None:
+                    return self._adopt(existing)
+            raise translate_error(exc, f"create for job {spec.job_id}") from exc
+        except Exception as exc:
+            raise translate_error(exc, f"create for job {spec.job_id}") from exc
+        self._start(container.id, spec.job_id)
+        logger.info(
+            "Started job %s attempt %s as container %s on %s",
+            spec.job_id,
+            spec.attempt,
+            container.id[:12],
+            self.host.name,
+            extra={"job_id": spec.job_id},
+        )
+        return ContainerRef(spec.job_id, spec.attempt, container.id)
+
+    @staticmethod
+    def _validate(spec: LaunchSpec) -> None:
+        if not spec.image:
+            raise InvalidLaunchSpecError("A Docker job needs an image")
+        if spec.memory_limit_mb is not None and spec.memory_limit_mb < 6:
+            raise InvalidLaunchSpecError("Docker needs a memory limit of at least 6 MB")
+        if spec.cpu_limit_cores is not None and spec.cpu_limit_cores <= 0:
+            raise InvalidLaunchSpecError("cpu_limit_cores must be positive")
+
+    def _create_options(self, spec: LaunchSpec) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "image": spec.image,
+            "command": list(spec.command) or None,
+            "name": spec.name,
+            "labels": container_labels(spec),
+            "environment": dict(spec.environment),
+            "working_dir": spec.working_directory or None,
+            "user": spec.user or None,
+            "network_mode": spec.network or self.default_network or settings.DOCKER_DEFAULT_NETWORK,
+            "detach": True,
+        }
+        if spec.memory_limit_mb:
+            # Swap equal to memory: going over the limit kills, it never swaps.
+            options["mem_limit"] = options["memswap_limit"] = f"{spec.memory_limit_mb}m"
+        if spec.cpu_limit_cores:
+            options["nano_cpus"] = int(spec.cpu_limit_cores * 1_000_000_000)
+        return options
+
+    def _start(self, container_id: str, job_id: int) -> None:
+        try:
+            self._client().api.start(container_id)
+        except Exception as exc:
+            error = translate_error(exc, f"start of job {job_id}")
+            if error.transient is False:
+                # It can never start: don't leave a created container behind.
+                self._remove_quietly(container_id)
+            raise error from exc
+
+    def _inspect_by_name(self, job_id: int, attempt: int) -> dict[str, Any] | None:
+        name = container_name(job_id, attempt)
+        try:
+            attrs: dict[str, Any] = self._client().api.inspect_container(name)
+        except docker.errors.NotFound:
+            return None
+        except Exception as exc:
+            raise translate_error(exc, f"inspect of {name}") from exc
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        if labels.get(LABEL_JOB) != str(job_id) or labels.get(LABEL_ATTEMPT) != str(attempt):
+            raise ExecutorError(
+                f"Container {name} exists on {self.host.name} but is not job {job_id} "
+                f"attempt {attempt}; give this project its own CONTAINER_NAME_PREFIX",
+                transient=False,
+            )
+        return attrs
+
+    def _adopt(self, attrs: dict[str, Any]) -> ContainerRef:
+        labels = attrs["Config"]["Labels"]
+        ref = ContainerRef(int(labels[LABEL_JOB]), int(labels[LABEL_ATTEMPT]), attrs["Id"])
+        if (attrs.get("State") or {}).get("Status") == "created":
+            # The launcher that created it died before starting it.
+            self._start(ref.container_id, ref.job_id)
+        return ref
+
+    def _ensure_image(self, image: str, on_step: StepCallback | None) -> None:
+        try:
+            self._client().api.inspect_image(image)
+            return
+        except docker.errors.NotFound:
+            pass
+        except Exception as exc:
+            raise translate_error(exc, f"inspect of image {image}") from exc
+        if not self.host.auto_pull_images:
+            raise ImageNotFoundError(
+                f"Image {image} is not on host {self.host.name}, and the host does not pull"
+            )
+        if on_step is not None:
+            on_step("pulling")
+        self._pull(image)
+
+    def _pull(self, image: str) -> None:
+        repository, tag = parse_repository_tag(image)
+        if tag is None and "@" not in image:
+            tag = "latest"
+        api = self._client(self.pull_timeout_seconds).api
+        try:
+            for line in api.pull(
+                repository, tag=tag, stream=True, decode=True, auth_config=self._registry_auth
+            ):
+                if isinstance(line, dict) and line.get("error"):
+                    raise _pull_error(image, str(line["error"]))
+        except ExecutorError:
+            raise
+        except docker.errors.APIError as exc:
+            raise _pull_error(image, str(exc.explanation or exc), exc.status_code) from exc
+        except Exception as exc:
+            error = translate_error(exc, f"pull of {image}")
+            raise ImagePullError(str(error), code=error.code) from exc
+        logger.info("Pulled image %s on %s", image, self.host.name)
+
+    # --- following ------------------------------------------------------
+
+    def find(self, job_id: int, attempt: int) -> ContainerRef | None:
+        """Return the container of this attempt, running or not, or None."""
+        try:
+            attrs = self._inspect_by_name(job_id, attempt)
+        except ExecutorError as exc:
+            if exc.transient is False:
+                logger.warning("%s", exc, extra={"job_id": job_id})
+                return None
+            raise
+        return None if attrs is None else ContainerRef(job_id, attempt, attrs["Id"])
+
+    def list_managed(self) -> list[ContainerRef]:
+        """Return every container of this project (name prefix and labels) on the host."""
+        rows = self._call(
+            "list", self._client().api.containers, all=True, filters={"label": f"{LABEL_MANAGED}=1"}
+        )
+        prefix = f"/{settings.CONTAINER_NAME_PREFIX}-job-"
+        refs = []
+        for row in rows:
+            if any(name.startswith(prefix) for name in row.get("Names") or ()):
+                ref = _ref_from_labels(row["Id"], row.get("Labels") or {})
+                if ref is not None:
+                    refs.append(ref)
+        return refs
+
+    def _open_events(self, since: float | None) -> CancellableStream:
+        return self._client().api.events(
+            since=since,
+            decode=True,
+            filters={"type": "container", "event": ["die"], "label": f"{LABEL_MANAGED}=1"},
+        )
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        actor = event.get("Actor") or {}
+        attributes = actor.get("Attributes") or {}
+        ref = _ref_from_labels(actor.get("ID") or event.get("id") or "", attributes)
+        if ref is None:
+            return
+        try:
+            attrs = self._client().api.inspect_container(ref.container_id)
+            status = _status_from_inspect(ref, attrs)
+        except Exception as exc:  # removed already: the event's exit code is all there is
+            logger.debug("Inspect after die of %s failed: %s", ref.container_id, exc)
+            code = attributes.get("exitCode")
+            status = ExitStatus(ref, int(code) if code and code.isdigit() else None)
+        self._post(status)
+
+    def _post(self, status: ExitStatus) -> None:
+        with self._lock:
+            self._seen.discard(status.ref.container_id)
+        self._board.post(status)
+
+    def _reconcile(self, refs: list[ContainerRef]) -> None:
+        """Look at the engine for ended or vanished containers the events may have missed."""
+        self._last_reconcile = time.monotonic()
+        try:
+            rows = self._client().api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=1"})
+            states = {row["Id"]: row.get("State") for row in rows}
+            for ref in refs:
+                state = states.get(ref.container_id)
+                if state is None:
+                    self._post(ExitStatus(ref, None, error="container disappeared"))
+                elif state in _ENDED_STATES:
+                    attrs = self._client().api.inspect_container(ref.container_id)
+                    self._post(_status_from_inspect(ref, attrs))
+                else:
+                    with self._lock:
+                        self._seen.add(ref.container_id)
+        except Exception as exc:
+            logger.warning("Reconciliation on %s failed: %s", self.host.name, exc)
+
+    def wait_finished(
+        self, refs: Iterable[ContainerRef], timeout_seconds: float
+    ) -> list[ExitStatus]:
+        """Wait on the events stream until one of ``refs`` ended, or the timeout passes.
+
+        A ref seen for the first time is looked up at once (it may have ended
+        before it was followed); all are looked up again every
+        ``reconcile_interval_seconds`` (every 2 s while the stream is down).
+        """
+        refs = list(refs)
+        ids = [ref.container_id for ref in refs]
+        deadline = time.monotonic() + max(0.0, timeout_seconds)
+        self._events.ensure_started(wait_seconds=min(self.api_timeout_seconds, 2.0))
+        with self._lock:
+            new = [r for r in refs if r.container_id not in self._seen]
+        new = [r for r in new if self._board.get(r.container_id) is None]
+        if new:
+            self._reconcile(new)
+        while True:
+            found = self._board.wait(ids, 0)
+            now = time.monotonic()
+            if found or now >= deadline:
+                return found
+            interval = (
+                self.reconcile_interval_seconds
+                if self._events.is_connected
+                else DISCONNECTED_RECONCILE_SECONDS
+            )
+            if now - self._last_reconcile >= interval:
+                self._reconcile(refs)
+                continue
+            self._board.wait(ids, min(deadline, self._last_reconcile + interval) - now)
+
+    # --- output -----------------------------------------------------------
+
+    def _open_logs(self, container_id: str, follow: bool) -> requests.Response:
+        """Open the raw multiplexed logs stream of a container (both streams)."""
+        api = self._client().api
+        url = f"{api.base_url}/v{api.api_version}/containers/{container_id}/logs"
+        params = {"stdout": 1, "stderr": 1, "follow": int(follow)}
+        try:
+            response = api.get(
+                url, params=params, stream=True, timeout=(self.api_timeout_seconds, None)
+            )
+        except Exception as exc:
+            raise translate_error(exc, f"logs of {container_id[:12]}") from exc
+        if response.status_code == 404:
+            response.close()
+            raise ContainerNotFoundError(f"Container {container_id[:12]} is gone")
+        if response.status_code >= 400:
+            detail = response.text[:500]
+            response.close()
+            raise ExecutorError(f"Docker logs of {container_id[:12]} failed: {detail}")
+        with self._lock:
+            self._streams.add(response)
+        return response
+
+    def _close_stream(self, response: requests.Response) -> None:
+        with self._lock:
+            self._streams.discard(response)
+        try:
+            CancellableStream(None, response).close()
+        except Exception as exc:
+            logger.debug("Closing a logs stream: %s", exc)
+        response.close()
+
+    def logs(self, ref: ContainerRef, max_bytes: int) -> Logs:
+        """Read stdout and stderr apart in one pass, keeping at most ``max_bytes`` of each.
+
+        The stream is read in 64 KiB chunks and only the kept bytes are held.
+        Reading stops after ``log_read_timeout_seconds``; the marker then
+        gives a lower bound of what was left out.
+        """
+        buffers = {_STDOUT: CappedBuffer(max_bytes), _STDERR: CappedBuffer(max_bytes)}
+        deadline = time.monotonic() + self.log_read_timeout_seconds
+        is_complete = True
+        response = self._open_logs(ref.container_id, follow=False)
+        try:
+            for stream, payload in iter_frames(
+                response.raw.stream(READ_CHUNK_BYTES, decode_content=False)
+            ):
+                buffers.get(stream, buffers[_STDOUT]).feed(payload)
+                if time.monotonic() > deadline:
+                    is_complete = False
+                    break
+        except Exception as exc:
+            raise translate_error(exc, f"logs of job {ref.job_id}") from exc
+        finally:
+            self._close_stream(response)
+        out = buffers[_STDOUT].result(is_complete)
+        err = buffers[_STDERR].result(is_complete)
+        return Logs(out.text, err.text, out.is_truncated, err.is_truncated)
+
+    def follow_progress(self, ref: ContainerRef, callback: ProgressCallback) -> None:
+        """Follow the container's output and report each progress line until it ends.
+
+        Malformed progress lines are ignored. Returns when the container ends,
+        when it is gone, or when the executor is closed.
+        """
+
+        def report(percent: int, step: str) -> None:
+            try:
+                callback(Progress(ref=ref, percent=percent, step=step))
+            except Exception:
+                logger.exception(
+                    "Progress callback failed for job %s", ref.job_id, extra={"job_id": ref.job_id}
+                )
+
+        splitters = {_STDOUT: LineSplitter(report), _STDERR: LineSplitter(report)}
+        try:
+            response = self._open_logs(ref.container_id, follow=True)
+        except ContainerNotFoundError:
+            return
+        try:
+            for stream, payload in iter_frames(
+                response.raw.stream(READ_CHUNK_BYTES, decode_content=False)
+            ):
+                splitters.get(stream, splitters[_STDOUT]).feed(payload)
+        except Exception as exc:
+            logger.debug("Progress stream of %s ended: %s", ref.container_id[:12], exc)
+        finally:
+            self._close_stream(response)
+
+    # --- control ----------------------------------------------------------
+
+    def kill(self, ref: ContainerRef) -> None:
+        """Kill the container (SIGKILL). No error if it already ended or is gone."""
+        try:
+            self._client().api.kill(ref.container_id)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # not running (any more)
+                return
+            raise translate_error(exc, f"kill of job {ref.job_id}") from exc
+        except Exception as exc:
+            raise translate_error(exc, f"kill of job {ref.job_id}") from exc
+
+    def pause(self, ref: ContainerRef) -> None:
+        """Freeze the container (``docker pause``)."""
+        self._call(f"pause of job {ref.job_id}", self._client().api.pause, ref.container_id)
+
+    def resume(self, ref: ContainerRef) -> None:
+        """Thaw the container (``docker unpause``)."""
+        self._call(f"unpause of job {ref.job_id}", self._client().api.unpause, ref.container_id)
+
+    def remove(self, ref: ContainerRef) -> None:
+        """Remove the container and its anonymous volumes, killing it if it runs."""
+        try:
+            self._client().api.remove_container(ref.container_id, v=True, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: a removal is already in progress
+                raise translate_error(exc, f"removal of job {ref.job_id}") from exc
+        except Exception as exc:
+            raise translate_error(exc, f"removal of job {ref.job_id}") from exc
+        with self._lock:
+            self._seen.discard(ref.container_id)
+        self._board.forget(ref.container_id)
+
+    def _remove_quietly(self, container_id: str) -> None:
+        try:
+            self._client().api.remove_container(container_id, v=True, force=True)
+        except Exception as exc:
+            logger.warning("Could not remove container %s: %s", container_id[:12], exc)
+
+    def health_check(self) -> HealthReport:
+        """Ping the engine and read its version; never raises."""
+        try:
+            client = self._client()
+            client.api.ping()
+            version = client.api.version()
+        except Exception as exc:
+            return HealthReport(False, str(translate_error(exc, f"health check of {self.host}")))
+        return HealthReport(
+            True, f"Docker {version.get('Version')} (API {version.get('ApiVersion')})"
+        )
+
+    def close(self) -> None:
+        """Stop the events thread, close open log streams and the connections."""
+        self._events.close()
+        with self._lock:
+            streams, clients = list(self._streams), list(self._clients.values())
+            self._clients.clear()
+        for response in streams:
+            self._close_stream(response)
+        for client in clients:
+            client.close()
+
+
+def _pull_error(image: str, detail: str, status: int | None = None) -> ExecutorError:
+    """The error of a failed pull: missing image, refused credentials, or a passing failure."""
+    message = f"Pull of {image} failed: {detail}"
+    if status == 404 or _IMAGE_MISSING.search(detail):
+        return ImageNotFoundError(message)
+    if status == 401 or _AUTH_FAILED.search(detail):
+        return RegistryAuthenticationError(message)
+    return ImagePullError(message)

@@ -1,0 +1,200 @@
+"""Executor fixtures: a real Docker engine, its hosts, and local-process executors.
+
+Loaded by ``tests/conftest.py`` (``pytest_plugins``). What it gives:
+
+- Isolation of this test run: every container the run creates carries the
+  label ``container_manager.test_run=<RUN_ID>`` and a name prefix of its own
+  (both through the ``CONTAINER_LABELS`` and ``CONTAINER_NAME_PREFIX``
+  defaults), so two test runs sharing one engine never see each other's
+  containers; at the end of the session every container carrying the run's
+  label is removed.
+- ``docker_engine``: an SDK client on the local engine. Tests marked
+  ``docker`` request it automatically; without an engine they skip, and fail
+  under ``CI``.
+- ``docker_host`` / ``docker_executor``: an (unsaved) ExecutorHost on the
+  local socket, and its executor; ``tls_docker_host`` the same engine over
+  ``tcp://127.0.0.1:2376`` with TLS; ``registry`` the local registry.
+- ``local_host`` / ``local_executor``: the local-process backend.
+- ``make_spec(command, ...)``: a LaunchSpec with a job id unique in the run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from container_manager import conf
+from container_manager.executors.base import LaunchSpec
+from tests.conftest import missing_part
+
+RUN_ID = f"{os.getpid():x}{secrets.token_hex(3)}"
+RUN_LABEL = "container_manager.test_run"
+NAME_PREFIX = f"cmt{RUN_ID}"
+TEST_IMAGE = "container-manager-test/busybox:latest"
+DOCKER_URL = "unix:///var/run/docker.sock"
+TLS_URL = "tcp://127.0.0.1:2376"
+TLS_DIR = Path("/var/lib/container-manager-test/tls")
+REGISTRY = "127.0.0.1:5000"
+REGISTRY_IMAGE = f"{REGISTRY}/{TEST_IMAGE}"
+
+_job_ids = itertools.count(1_000_001)
+
+
+def _engine_client(timeout: int = 5):
+    import docker
+
+    return docker.DockerClient(base_url=DOCKER_URL, timeout=timeout)
+
+
+def remove_run_containers() -> int:
+    """Remove every container of this test run; return how many there were."""
+    try:
+        client = _engine_client()
+    except Exception:
+        return 0
+    try:
+        rows = client.api.containers(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"})
+        for row in rows:
+            client.api.remove_container(row["Id"], force=True, v=True)
+        return len(rows)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolate_test_run() -> Iterator[None]:
+    saved = {key: conf.DEFAULTS[key] for key in ("CONTAINER_LABELS", "CONTAINER_NAME_PREFIX")}
+    conf.DEFAULTS["CONTAINER_LABELS"] = {RUN_LABEL: RUN_ID}
+    conf.DEFAULTS["CONTAINER_NAME_PREFIX"] = NAME_PREFIX
+    yield
+    conf.DEFAULTS.update(saved)
+    remove_run_containers()
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """An SDK client on the local engine, with the test image present."""
+    try:
+        client = _engine_client()
+        client.ping()
+    except Exception as exc:
+        missing_part(f"Docker engine ({exc}; run scripts/ensure-docker.sh)")
+    try:
+        client.images.get(TEST_IMAGE)
+    except Exception:
+        client.close()
+        missing_part(f"Docker test image {TEST_IMAGE} (run scripts/ensure-docker.sh)")
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def _require_docker(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("docker"):
+        request.getfixturevalue("docker_engine")
+
+
+@pytest.fixture
+def test_image() -> str:
+    """The image every Docker test runs: busybox imported with ``docker import``."""
+    return TEST_IMAGE
+
+
+def _docker_host(name: str, url: str, **config):
+    from container_manager.models import ExecutorHost
+
+    return ExecutorHost(
+        name=name,
+        executor_type="docker",
+        connection_string=url,
+        executor_config={"default_network": "none", **config},
+        auto_pull_images=False,
+        max_concurrent_jobs=50,
+    )
+
+
+@pytest.fixture
+def docker_host(docker_engine):
+    """An unsaved ExecutorHost on the local engine (pulling off, network ``none``)."""
+    return _docker_host(f"docker-local-{RUN_ID}", DOCKER_URL)
+
+
+def _closing(executor) -> Iterator:
+    yield executor
+    try:
+        for ref in executor.list_managed():
+            executor.remove(ref)
+    finally:
+        executor.close()
+
+
+@pytest.fixture
+def docker_executor(docker_host):
+    """The DockerExecutor of ``docker_host``; its containers are removed afterwards."""
+    from container_manager.executors.docker import DockerExecutor
+
+    yield from _closing(DockerExecutor(docker_host))
+
+
+@pytest.fixture
+def tls_docker_host(docker_engine):
+    """An ExecutorHost on the same engine over TCP with TLS (the "remote" engine)."""
+    files = {"ca_cert": "ca.pem", "client_cert": "cert.pem", "client_key": "key.pem"}
+    if not all((TLS_DIR / name).is_file() for name in files.values()):
+        missing_part(f"TLS certificates in {TLS_DIR} (run scripts/ensure-docker.sh)")
+    try:
+        socket.create_connection(("127.0.0.1", 2376), timeout=2).close()
+    except OSError:
+        missing_part(f"Docker TLS endpoint {TLS_URL} (run scripts/ensure-docker.sh)")
+    tls = {key: str(TLS_DIR / name) for key, name in files.items()} | {"verify": True}
+    return _docker_host(f"docker-tls-{RUN_ID}", TLS_URL, tls=tls)
+
+
+@pytest.fixture
+def registry(docker_engine) -> str:
+    """The address of the local registry that holds ``REGISTRY_IMAGE``."""
+    try:
+        with urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=2):
+            pass
+    except OSError:
+        missing_part(f"Docker registry on {REGISTRY} (run scripts/ensure-registry.sh)")
+    return REGISTRY
+
+
+@pytest.fixture
+def local_host():
+    """An unsaved ExecutorHost of the local-process backend."""
+    from container_manager.models import ExecutorHost
+
+    return ExecutorHost(name=f"local-{RUN_ID}", executor_type="process", max_concurrent_jobs=50)
+
+
+@pytest.fixture
+def local_executor(local_host, tmp_path):
+    """A LocalProcessExecutor writing under the test's tmp_path."""
+    from container_manager.executors.local import LocalProcessExecutor
+
+    local_host.executor_config = {"output_dir": str(tmp_path)}
+    yield from _closing(LocalProcessExecutor(local_host))
+
+
+@pytest.fixture
+def make_spec(test_image):
+    """Build a LaunchSpec with a job id no other test of the run uses."""
+
+    def make(command, **fields) -> LaunchSpec:
+        if isinstance(command, str):
+            command = ("/bin/sh", "-c", command)
+        fields.setdefault("job_id", next(_job_ids))
+        fields.setdefault("attempt", 1)
+        fields.setdefault("image", test_image)
+        return LaunchSpec(command=tuple(command), **fields)
+
+    return make
