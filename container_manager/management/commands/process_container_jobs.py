@@ -1,0 +1,261 @@
+"""``process_container_jobs``: run a queue worker, or process jobs the legacy way.
+
+Queue mode (``--queue-mode``) is a thin CLI over
+:class:`container_manager.worker.Worker`. Without it, the command keeps its
+old behaviour: it brings running jobs (or the jobs named by ``--job-id`` or
+``--status``) up to date with their containers through
+``job_service.process_job``. See docs/command-reference.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from argparse import RawDescriptionHelpFormatter
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from container_manager.models import ContainerJob
+from container_manager.queue import queue_manager
+from container_manager.services import job_service
+from container_manager.states import JobStatus
+from container_manager.worker import Worker, WorkerIdInUseError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONCURRENT = 5
+DEFAULT_POLL_INTERVAL_SECONDS = 10
+DEFAULT_TIMEOUT_SECONDS = 30
+LEGACY_STATUSES = ["pending", "running", "failed"]
+
+EXAMPLES = """
+Examples:
+
+Queue Mode (new):
+  %(prog)s --queue-mode                    # Continuous queue processing
+  %(prog)s --queue-mode --once            # Process queue once and exit
+  %(prog)s --queue-mode --max-concurrent=10 --poll-interval=5
+  %(prog)s --queue-mode --dry-run         # See what would be processed
+  %(prog)s --queue-mode --queues=reports,default --worker-id=node1-a
+
+Legacy Mode (existing):
+  %(prog)s                                # Process running jobs (default)
+  %(prog)s --job-id=123                   # Process specific job
+  %(prog)s --status=pending               # Process jobs with status
+  %(prog)s --dry-run                      # Show what would be processed
+
+Operational:
+  kill -USR1 <pid>                        # Get queue status
+  kill -TERM <pid>                        # Graceful shutdown
+"""
+
+
+class Command(BaseCommand):
+    help = "Process container jobs - either existing jobs or queue mode"
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.formatter_class = RawDescriptionHelpFormatter
+        parser.epilog = EXAMPLES % {"prog": f"{prog_name} {subcommand}"}
+        return parser
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--queue-mode",
+            action="store_true",
+            help="Run in queue processing mode (launches queued jobs continuously)",
+        )
+        parser.add_argument(
+            "--max-concurrent",
+            type=int,
+            default=DEFAULT_MAX_CONCURRENT,
+            help="Maximum concurrent jobs when in queue mode (default: 5)",
+        )
+        parser.add_argument(
+            "--poll-interval",
+            type=int,
+            default=DEFAULT_POLL_INTERVAL_SECONDS,
+            help="Polling interval in seconds for queue mode (default: 10); "
+            "on PostgreSQL new jobs wake the worker at once",
+        )
+        parser.add_argument(
+            "--once",
+            action="store_true",
+            help="Process queue once and exit (don't run continuously)",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=int,
+            default=DEFAULT_TIMEOUT_SECONDS,
+            help="Timeout in seconds for job acquisition (default: 30): the longest wait "
+            "for the claim lock, and for launches in flight when stopping or with --once",
+        )
+        parser.add_argument(
+            "--worker-id",
+            default="",
+            help="Id of this worker in the database and on the jobs it holds "
+            "(default: <hostname>:<pid>); keep it stable across restarts",
+        )
+        parser.add_argument(
+            "--queues",
+            default="",
+            help="Comma-separated named queues to take jobs from (default: all)",
+        )
+        parser.add_argument("--job-id", type=int, help="Process specific job by ID (legacy mode)")
+        parser.add_argument(
+            "--status",
+            choices=LEGACY_STATUSES,
+            help="Process jobs with specific status (legacy mode)",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Show what would be processed without actually doing it",
+        )
+        parser.add_argument("--verbose", action="store_true", help="Verbose output")
+
+    # Validation ------------------------------------------------------------------
+
+    def validate(self, options: dict[str, Any]) -> list[str] | None:
+        """Check the options together; return the parsed ``--queues`` (None: all).
+
+        Raises:
+            CommandError: With the message of the first problem found.
+        """
+        if options["queue_mode"] and (options["job_id"] or options["status"]):
+            raise CommandError("Cannot use --queue-mode with --job-id or --status")
+        if options["max_concurrent"] < 1:
+            raise CommandError("--max-concurrent must be at least 1")
+        if options["poll_interval"] < 1:
+            raise CommandError("--poll-interval must be at least 1")
+        if options["timeout"] < 1:
+            raise CommandError("--timeout must be at least 1")
+        if options["job_id"] is not None and options["job_id"] < 1:
+            raise CommandError("--job-id must be a positive job id")
+        if not options["queue_mode"]:
+            for flag in ("once", "worker_id", "queues"):
+                if options[flag]:
+                    name = "--" + flag.replace("_", "-")
+                    raise CommandError(f"{name} only applies to --queue-mode")
+        raw = options["queues"]
+        if not raw:
+            return None
+        names = [name.strip() for name in raw.split(",")]
+        if any(not name for name in names):
+            raise CommandError(
+                f"--queues must be comma-separated queue names, not {raw!r} (empty name)"
+            )
+        return names
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["verbose"]:
+            logging.getLogger("container_manager").setLevel(logging.DEBUG)
+        queues = self.validate(options)
+        try:
+            if options["queue_mode"]:
+                self._handle_queue_mode(options, queues)
+            else:
+                self._handle_legacy_mode(options)
+        except KeyboardInterrupt:
+            self.stdout.write(self.style.WARNING("Interrupted by user"))
+        except (CommandError, WorkerIdInUseError) as exc:
+            raise CommandError(str(exc)) from exc
+        except Exception as exc:
+            logger.exception("Command failed: %s", exc)
+            raise CommandError(f"Command failed: {exc}") from exc
+
+    def _say(self, message: str) -> None:
+        self.stdout.write(message)
+        self.stdout.flush()
+
+    # Queue mode ------------------------------------------------------------------
+
+    def _handle_queue_mode(self, options: dict[str, Any], queues: list[str] | None) -> None:
+        self._say(
+            self.style.SUCCESS(
+                f"Starting queue processor (max_concurrent={options['max_concurrent']}, "
+                f"poll_interval={options['poll_interval']}s, once={options['once']})"
+            )
+        )
+        if options["dry_run"]:
+            self._dry_run_queue_mode(options, queues)
+            return
+        worker = Worker(
+            worker_id=options["worker_id"] or None,
+            queues=queues,
+            max_concurrent=options["max_concurrent"],
+            poll_interval_seconds=options["poll_interval"],
+            once=options["once"],
+            acquire_timeout_seconds=options["timeout"],
+            echo=self._say if options["verbose"] or not options["once"] else None,
+        )
+        worker.install_signal_handlers()
+        stats = worker.run()
+        if options["once"]:
+            self._say(self.style.SUCCESS(f"Processed queue: launched {stats.jobs_launched} jobs"))
+        else:
+            self._say(
+                self.style.SUCCESS(
+                    f"Queue processor finished. Processed {stats.iterations} iterations, "
+                    f"launched {stats.jobs_launched} jobs"
+                )
+            )
+        if stats.errors:
+            self._say(self.style.WARNING(f"Encountered {len(stats.errors)} errors:"))
+            for error in stats.errors:
+                self._say(f"  - {error}")
+
+    def _dry_run_queue_mode(self, options: dict[str, Any], queues: list[str] | None) -> None:
+        metrics = queue_manager.get_worker_metrics()
+        self._say("Queue Status (dry run):")
+        self._say(f"  Ready to launch now: {metrics['ready_now']}")
+        self._say(f"  Scheduled for future: {metrics['scheduled_future']}")
+        self._say(f"  Currently running: {metrics['running']}")
+        self._say(f"  Launch failed: {metrics['launch_failed']}")
+        ready = list(queue_manager.get_ready_jobs(limit=options["max_concurrent"]))
+        if queues is not None:
+            ready = [job for job in ready if job.queue in queues]
+        if not ready:
+            self._say("\nNo jobs ready for launch")
+            return
+        self._say(f"\nNext {len(ready)} job(s) that would be launched:")
+        for job in ready:
+            queued = job.queued_at.strftime("%H:%M:%S") if job.queued_at else "-"
+            self._say(f"  - Job {job.id}: {job.name} (priority={job.priority}, queued={queued})")
+
+    # Legacy mode -----------------------------------------------------------------
+
+    def _handle_legacy_mode(self, options: dict[str, Any]) -> None:
+        if options["job_id"]:
+            queryset = ContainerJob.objects.filter(id=options["job_id"])
+        elif options["status"]:
+            queryset = ContainerJob.objects.filter(status=options["status"])
+        else:
+            queryset = ContainerJob.objects.filter(status=JobStatus.RUNNING)
+        jobs = list(queryset.select_related("host").order_by("id"))
+        if not jobs:
+            self._say("No jobs found to process")
+            return
+        self._say(f"Found {len(jobs)} job(s) to process")
+        if options["dry_run"]:
+            for job in jobs:
+                self._say(f"Would process: Job {job.id} ({job.status}) - {job.name}")
+            return
+        processed = errors = 0
+        for job in jobs:
+            if options["verbose"]:
+                self._say(f"Processing job {job.id} ({job.status})")
+            result = job_service.process_job(job)
+            if result.success:
+                processed += 1
+                if options["verbose"]:
+                    self._say(
+                        self.style.SUCCESS(
+                            f"Successfully processed job {job.id}: {result.detail} "
+                            f"({result.status})"
+                        )
+                    )
+            else:
+                errors += 1
+                self._say(self.style.ERROR(f"Failed to process job {job.id}: {result.error}"))
+        self._say(self.style.SUCCESS(f"Processed: {processed} jobs, Errors: {errors}"))

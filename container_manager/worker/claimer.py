@@ -1,0 +1,168 @@
+"""Acquiring jobs and launching them, several at a time.
+
+The claimer asks the queue for as many ready jobs as the worker has free
+slots (``queue_manager.claim_jobs``: one short transaction, committed
+before any executor call, so no row lock is held while Docker works), then
+hands each job to a small pool of launch threads. Launches overlap; the
+slots they take are counted from the claim on, so the worker never holds
+more than ``max_concurrent`` jobs.
+
+A launch that has not started when the worker begins to stop is not
+started: the job is released back to the queue. A launch in progress is
+let finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue as stdlib_queue
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from django.db import OperationalError, connection
+
+from container_manager.models import ContainerJob
+from container_manager.services import job_ref
+
+if TYPE_CHECKING:
+    from container_manager.worker.loop import Worker
+
+logger = logging.getLogger(__name__)
+
+#: Launch threads per worker, at most; launches beyond wait their turn.
+MAX_LAUNCH_THREADS = 16
+
+
+class LaunchPool:
+    """Daemon threads running launch tasks; they never delay the process's exit."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._tasks: stdlib_queue.Queue[Callable[[], None] | None] = stdlib_queue.Queue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{n}", daemon=True) for n in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on the next free thread."""
+        self._tasks.put(task)
+
+    def close(self) -> None:
+        """Let the threads end once the queued tasks are done."""
+        for _ in self._threads:
+            self._tasks.put(None)
+
+    def _run(self) -> None:
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            try:
+                task()
+            except Exception:
+                logger.exception("Launch task failed")
+            finally:
+                # Each task may have opened a connection in this thread.
+                connection.close()
+
+
+class Claimer:
+    """Claim ready jobs for free slots and launch them in the pool."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self._lock = threading.Lock()
+        self._launching: dict[int, ContainerJob] = {}
+        self._idle = threading.Condition(self._lock)
+        self._pool = LaunchPool(
+            min(worker.max_concurrent, MAX_LAUNCH_THREADS), name=f"launch-{worker.worker_id}"
+        )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._launching)
+
+    def job_ids(self) -> list[int]:
+        """Return the ids of the jobs claimed and not yet launched."""
+        with self._lock:
+            return sorted(self._launching)
+
+    def acquire(self) -> list[ContainerJob]:
+        """Claim up to the free slots' worth of ready jobs and start launching them.
+
+        Returns:
+            The claimed jobs (empty when none were ready, no slot was free, or
+            the claim lock was not had within the acquisition timeout).
+        """
+        worker = self.worker
+        free = worker.free_slots()
+        if free <= 0:
+            return []
+        try:
+            jobs = worker.queue.claim_jobs(
+                worker.worker_id,
+                free,
+                queues=worker.queues,
+                lease_seconds=worker.lease_seconds,
+                lock_timeout_seconds=worker.acquire_timeout_seconds,
+            )
+        except OperationalError as exc:
+            message = f"Could not acquire jobs within {worker.acquire_timeout_seconds} s: {exc}"
+            logger.warning(message, extra={"worker_id": worker.worker_id})
+            worker.stats.errors.append(message)
+            connection.close()
+            return []
+        for job in jobs:
+            self._start(job)
+        return jobs
+
+    def relaunch(self, job: ContainerJob) -> None:
+        """Finish the launch of an adopted job whose container exists (idempotent launch)."""
+        self._start(job)
+
+    def _start(self, job: ContainerJob) -> None:
+        with self._lock:
+            self._launching[int(job.pk)] = job
+        self._pool.submit(lambda: self._launch(job))
+
+    def _launch(self, job: ContainerJob) -> None:
+        worker = self.worker
+        try:
+            if worker.is_stopping:
+                worker.queue.release_job(job, worker.worker_id, "worker stopping")
+                return
+            outcome = worker.queue.launch_claimed(job)
+            if outcome.success:
+                worker.stats.jobs_launched += 1
+                worker.echo(f"Launched job {job.pk} (attempt {job.attempt})")
+                worker.follower.add(job, job_ref(job))
+            else:
+                worker.stats.errors.append(f"Job {job.pk}: {outcome.error}")
+                worker.echo(f"Launch of job {job.pk} failed: {outcome.error}")
+        except Exception as exc:
+            logger.exception(
+                "Launching job %s failed",
+                job.pk,
+                extra={"job_id": job.pk, "worker_id": worker.worker_id},
+            )
+            worker.stats.errors.append(f"Job {job.pk}: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._launching.pop(int(job.pk), None)
+                self._idle.notify_all()
+            worker.slot_freed()
+
+    def wait_idle(self, timeout_seconds: float) -> bool:
+        """Wait until no launch is in flight.
+
+        Returns:
+            True when none is; False when some still are after the timeout.
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._launching, timeout_seconds)
+
+    def close(self) -> None:
+        """Stop the launch threads once their queued tasks are done."""
+        self._pool.close()

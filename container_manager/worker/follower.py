@@ -1,0 +1,309 @@
+"""Following running containers: completion, timeouts and progress.
+
+The follower keeps the jobs a worker holds whose container runs. One thread
+per host asks that host's executor which of them ended
+(``executor.wait_finished``, which the Docker executor answers from one
+events stream per host, not one poll per container) and records each end
+with ``job_service.finish_job``. Timeouts are enforced from the worker's
+maintenance pass (:meth:`Follower.sync`), which also drops jobs the worker
+no longer holds (cancelled, taken over). Progress lines a container prints
+are written to the job, at most every ``PROGRESS_MIN_INTERVAL_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from django.db import connection
+from django.utils import timezone
+
+from container_manager.executors import get_executor
+from container_manager.executors.base import ContainerRef, ExitStatus, Progress
+from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.services import job_service
+from container_manager.states import JobStatus
+
+if TYPE_CHECKING:
+    from container_manager.worker.loop import Worker
+
+logger = logging.getLogger(__name__)
+
+#: Longest single wait for ends; a job added meanwhile is watched after it.
+WAIT_SLICE_SECONDS = 0.5
+#: Progress of one job is written at most this often.
+PROGRESS_MIN_INTERVAL_SECONDS = 0.5
+
+
+@dataclass
+class Tracked:
+    """A job whose container runs, held by this worker."""
+
+    job: ContainerJob
+    ref: ContainerRef
+    host_id: int
+    last_progress_at: float = 0.0
+    is_done: bool = field(default=False)
+
+
+class Follower:
+    """Watch the running containers of one worker, host by host."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self._lock = threading.Condition()
+        self._tracked: dict[int, Tracked] = {}
+        self._threads: dict[int, threading.Thread] = {}
+        self._stop_event = threading.Event()
+        self._is_threaded = False
+
+    # Tracking ------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._tracked)
+
+    def job_ids(self) -> list[int]:
+        """Return the ids of the jobs being followed."""
+        with self._lock:
+            return sorted(self._tracked)
+
+    def add(self, job: ContainerJob, ref: ContainerRef) -> None:
+        """Follow a running job's container until it ends.
+
+        Args:
+            job: The job, ``running`` and held by this worker.
+            ref: Its container.
+        """
+        if job.host_id is None:
+            raise ValueError(f"Job {job.pk} has no host")
+        tracked = Tracked(job=job, ref=ref, host_id=int(job.host_id))
+        with self._lock:
+            self._tracked[int(job.pk)] = tracked
+            if self._is_threaded:
+                self._ensure_host_thread(tracked.host_id)
+            self._lock.notify_all()
+        if self._is_threaded:
+            threading.Thread(
+                target=self._follow_progress,
+                args=(tracked,),
+                name=f"progress-{job.pk}",
+                daemon=True,
+            ).start()
+
+    def _drop(self, job_id: int) -> Tracked | None:
+        with self._lock:
+            tracked = self._tracked.pop(job_id, None)
+            if tracked is not None:
+                tracked.is_done = True
+        if tracked is not None:
+            self.worker.slot_freed()
+        return tracked
+
+    def _refs_of_host(self, host_id: int) -> list[ContainerRef]:
+        with self._lock:
+            return [t.ref for t in self._tracked.values() if t.host_id == host_id]
+
+    # Threads -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start following in background threads (one per host, started on demand)."""
+        with self._lock:
+            self._is_threaded = True
+            for host_id in {t.host_id for t in self._tracked.values()}:
+                self._ensure_host_thread(host_id)
+
+    def stop(self, timeout_seconds: float = 2.0) -> None:
+        """Stop following; the containers keep running.
+
+        Args:
+            timeout_seconds: How long to wait for the threads, in all.
+        """
+        self._stop_event.set()
+        with self._lock:
+            self._lock.notify_all()
+            threads = list(self._threads.values())
+        deadline = time.monotonic() + timeout_seconds
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+
+    def _ensure_host_thread(self, host_id: int) -> None:
+        thread = self._threads.get(host_id)
+        if thread is None or not thread.is_alive():
+            thread = threading.Thread(
+                target=self._follow_host,
+                args=(host_id,),
+                name=f"follow-host-{host_id}",
+                daemon=True,
+            )
+            self._threads[host_id] = thread
+            thread.start()
+
+    def _follow_host(self, host_id: int) -> None:
+        try:
+            while not self._stop_event.is_set():
+                with self._lock:
+                    if not any(t.host_id == host_id for t in self._tracked.values()):
+                        self._lock.wait(WAIT_SLICE_SECONDS)
+                        continue
+                self.poll_host(host_id, WAIT_SLICE_SECONDS)
+        finally:
+            connection.close()
+
+    def poll_host(self, host_id: int, timeout_seconds: float) -> int:
+        """Record the ends of this host's followed containers, waiting up to the timeout.
+
+        Args:
+            host_id: The host.
+            timeout_seconds: Longest wait for an end; 0 only looks.
+
+        Returns:
+            How many jobs were finished.
+        """
+        refs = self._refs_of_host(host_id)
+        if not refs:
+            return 0
+        try:
+            executor = get_executor(self._tracked_host(refs[0]))
+            ended = executor.wait_finished(refs, timeout_seconds)
+        except Exception:
+            logger.warning(
+                "Waiting for containers on host %s failed",
+                host_id,
+                extra={"worker_id": self.worker.worker_id},
+                exc_info=True,
+            )
+            self._stop_event.wait(min(timeout_seconds, 1.0) or 0.1)
+            return 0
+        return sum(1 for status in ended if self.finish(status))
+
+    def _tracked_host(self, ref: ContainerRef) -> ExecutorHost:
+        with self._lock:
+            tracked = self._tracked[ref.job_id]
+        if tracked.job.host is None:
+            raise ValueError(f"Job {tracked.job.pk} has no host")
+        return tracked.job.host
+
+    def poll_all(self, timeout_seconds: float = 0.0) -> int:
+        """Record the ends of every followed container (used with ``--once``).
+
+        Returns:
+            How many jobs were finished.
+        """
+        with self._lock:
+            hosts = {t.host_id for t in self._tracked.values()}
+        return sum(self.poll_host(host_id, timeout_seconds) for host_id in sorted(hosts))
+
+    def finish(self, status: ExitStatus) -> bool:
+        """Record the end of one followed container.
+
+        Returns:
+            True when the job was followed here and its end is now handled.
+        """
+        with self._lock:
+            tracked = self._tracked.get(status.ref.job_id)
+        if tracked is None or tracked.ref.attempt != status.ref.attempt:
+            return False
+        try:
+            wrote = job_service.finish_job(tracked.job, status, worker_id=self.worker.worker_id)
+        except Exception:
+            # Kept: the end stays on the executor's board and is tried again.
+            logger.exception(
+                "Recording the end of job %s failed",
+                tracked.job.pk,
+                extra={"job_id": tracked.job.pk, "worker_id": self.worker.worker_id},
+            )
+            return False
+        self._drop(status.ref.job_id)
+        if wrote:
+            self.worker.stats.jobs_finished += 1
+            self.worker.echo(
+                f"Job {tracked.job.pk} {tracked.job.status} (exit code {status.exit_code})"
+            )
+        return True
+
+    # Maintenance ------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Enforce timeouts and forget jobs this worker no longer holds."""
+        with self._lock:
+            ids = list(self._tracked)
+        if not ids:
+            return
+        rows = {
+            row["pk"]: row
+            for row in ContainerJob.objects.filter(pk__in=ids).values(
+                "pk", "status", "worker_id", "started_at", "timeout_seconds", "attempt"
+            )
+        }
+        now = timezone.now()
+        for job_id in ids:
+            with self._lock:
+                tracked = self._tracked.get(job_id)
+            if tracked is None:
+                continue
+            row = rows.get(job_id)
+            if (
+                row is None
+                or row["worker_id"] != self.worker.worker_id
+                or row["attempt"] != tracked.ref.attempt
+                or row["status"] not in (JobStatus.RUNNING, JobStatus.PAUSED)
+            ):
+                self._drop(job_id)
+                continue
+            started = row["started_at"]
+            if (
+                row["status"] == JobStatus.RUNNING
+                and started is not None
+                and now - started > timedelta(seconds=row["timeout_seconds"])
+            ):
+                self._enforce_timeout(tracked)
+
+    def _enforce_timeout(self, tracked: Tracked) -> None:
+        job = tracked.job
+        try:
+            job.refresh_from_db()
+            job_service.timeout_job(job, tracked.ref)
+        except Exception:
+            logger.exception(
+                "Enforcing the timeout of job %s failed",
+                job.pk,
+                extra={"job_id": job.pk, "worker_id": self.worker.worker_id},
+            )
+            return
+        self._drop(int(job.pk))
+        self.worker.echo(f"Job {job.pk} timed out after {job.timeout_seconds} s")
+
+    # Progress --------------------------------------------------------------------
+
+    def _follow_progress(self, tracked: Tracked) -> None:
+        try:
+            if tracked.job.host is None or tracked.is_done:
+                return
+            executor = get_executor(tracked.job.host)
+            executor.follow_progress(tracked.ref, lambda p: self._record_progress(tracked, p))
+        except Exception:
+            logger.warning(
+                "Following the progress of job %s failed",
+                tracked.job.pk,
+                extra={"job_id": tracked.job.pk, "worker_id": self.worker.worker_id},
+                exc_info=True,
+            )
+        finally:
+            connection.close()
+
+    def _record_progress(self, tracked: Tracked, progress: Progress) -> None:
+        now = time.monotonic()
+        if tracked.is_done or (
+            now - tracked.last_progress_at < PROGRESS_MIN_INTERVAL_SECONDS
+            and progress.percent < 100
+        ):
+            return
+        tracked.last_progress_at = now
+        ContainerJob.objects.filter(
+            pk=tracked.job.pk, status=JobStatus.RUNNING, attempt=tracked.ref.attempt
+        ).update(progress=max(0, min(progress.percent, 100)), current_step=progress.step[:200])

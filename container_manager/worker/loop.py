@@ -1,0 +1,329 @@
+"""The worker: acquire, launch, follow, store results, acquire again.
+
+One :class:`Worker` keeps up to ``max_concurrent`` jobs of its own (claimed,
+launching or running). Its main loop claims jobs for the free slots
+(:mod:`.claimer`), launches them in a small thread pool, and sleeps in
+``queue_manager.wait_for_work`` when there is nothing to do: on PostgreSQL a
+``NOTIFY`` wakes it at once, elsewhere it polls every ``poll_interval``. A
+thread per host follows the running containers (:mod:`.follower`); a
+heartbeat thread renews leases (:mod:`.heartbeat`); every heartbeat interval
+the loop also rescues jobs of dead workers (:mod:`.rescuer`) and enforces
+timeouts.
+
+Stopping (SIGTERM, SIGINT, or :meth:`Worker.request_stop`): no new claims,
+launches in flight finish, claimed jobs not yet launched go back to the
+queue, running containers keep running and their leases are expired at once
+so that another worker adopts them, and the worker row is marked stopped.
+
+Example::
+
+    from container_manager.worker import Worker
+
+    Worker(max_concurrent=10, queues=["reports"]).run()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from container_manager.conf import settings
+from container_manager.executors import close_executors
+from container_manager.models import ContainerJob
+from container_manager.queue import JobQueueManager
+from container_manager.queue.base import default_worker_id
+from container_manager.states import JobStatus
+from container_manager.worker.claimer import Claimer
+from container_manager.worker.follower import Follower
+from container_manager.worker.heartbeat import Heartbeat, mark_stopped, register
+from container_manager.worker.rescuer import Rescuer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONCURRENT = 5
+DEFAULT_POLL_INTERVAL_SECONDS = 10
+DEFAULT_ACQUIRE_TIMEOUT_SECONDS = 30
+#: Shortest sleep of the loop when woken early, so that a storm of wake-ups
+#: cannot spin it.
+MIN_WAIT_SECONDS = 0.05
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did; returned by :meth:`Worker.run`."""
+
+    iterations: int = 0
+    jobs_launched: int = 0
+    jobs_finished: int = 0
+    jobs_adopted: int = 0
+    jobs_requeued: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Worker:
+    """A queue worker; ``process_container_jobs --queue-mode`` runs one.
+
+    Args:
+        worker_id: The id its jobs and its row carry; None for ``<hostname>:<pid>``.
+        queues: Named queues to take jobs from; None for all.
+        max_concurrent: Most jobs held at once (claimed, launching or running).
+        poll_interval_seconds: Longest idle sleep when no NOTIFY comes.
+        once: Launch what is ready now, then exit instead of looping.
+        acquire_timeout_seconds: Longest wait for the claim lock, and for
+            launches in flight when stopping or with ``once``.
+        echo: Called with each line of human output; None logs it.
+        lease_seconds: Lease of claimed jobs; None for ``LEASE_SECONDS``.
+        heartbeat_seconds: Heartbeat and rescue interval; None for ``HEARTBEAT_SECONDS``.
+    """
+
+    def __init__(
+        self,
+        *,
+        worker_id: str | None = None,
+        queues: Sequence[str] | None = None,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+        poll_interval_seconds: float = DEFAULT_POLL_INTERVAL_SECONDS,
+        once: bool = False,
+        acquire_timeout_seconds: float = DEFAULT_ACQUIRE_TIMEOUT_SECONDS,
+        echo: Callable[[str], None] | None = None,
+        lease_seconds: int | None = None,
+        heartbeat_seconds: float | None = None,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be at least 1, not {max_concurrent}")
+        if poll_interval_seconds <= 0 or acquire_timeout_seconds <= 0:
+            raise ValueError("poll_interval_seconds and acquire_timeout_seconds must be positive")
+        self.worker_id = worker_id or default_worker_id()
+        self.queues = list(queues) if queues else None
+        self.max_concurrent = max_concurrent
+        self.poll_interval_seconds = poll_interval_seconds
+        self.once = once
+        self.acquire_timeout_seconds = acquire_timeout_seconds
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = float(heartbeat_seconds or settings.HEARTBEAT_SECONDS)
+        self._echo = echo
+        self.stats = WorkerStats()
+        self.queue = JobQueueManager(worker_id=self.worker_id)
+        self._stop_event = threading.Event()
+        self._stop_signal = ""
+        self._is_status_requested = False
+        self.claimer = Claimer(self)
+        self.follower = Follower(self)
+        self.rescuer = Rescuer(self)
+        self._heartbeat = Heartbeat(self, self.heartbeat_seconds)
+
+    # State ---------------------------------------------------------------------
+
+    @property
+    def is_stopping(self) -> bool:
+        """True once a stop was requested: no new work is taken."""
+        return self._stop_event.is_set()
+
+    def active_count(self) -> int:
+        """Jobs held: claimed or launching, plus running ones being followed."""
+        return len(self.claimer) + len(self.follower)
+
+    def free_slots(self) -> int:
+        """How many more jobs this worker may take on."""
+        return max(self.max_concurrent - self.active_count(), 0)
+
+    def echo(self, message: str) -> None:
+        """Write one line of human output (the command's stdout, or the log)."""
+        if self._echo is not None:
+            self._echo(message)
+        else:
+            logger.info("%s", message, extra={"worker_id": self.worker_id})
+
+    def slot_freed(self) -> None:
+        """Wake the main loop: a slot came free, it may claim again."""
+        self.queue.interrupt()
+
+    # Control -------------------------------------------------------------------
+
+    def request_stop(self, reason: str = "") -> None:
+        """Stop taking work and shut down (safe from a signal handler or thread)."""
+        if not self._stop_signal:
+            self._stop_signal = reason or "stop requested"
+        self._stop_event.set()
+        self.queue.interrupt()
+
+    def request_status(self) -> None:
+        """Print the status at the loop's next turn (safe from a signal handler)."""
+        self._is_status_requested = True
+        self.queue.interrupt()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the worker gracefully; SIGUSR1 prints its status.
+
+        The handlers only set flags and wake the loop, which does the work:
+        nothing unsafe runs inside a signal handler. Main thread only.
+        """
+
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            self.request_stop(signal.Signals(signum).name)
+
+        def on_status(signum: int, frame: FrameType | None) -> None:
+            self.request_status()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGUSR1, on_status)
+
+    def status(self) -> dict[str, Any]:
+        """Return the queue's metrics and this worker's own counts."""
+        metrics = self.queue.get_worker_metrics()
+        return {
+            "queue": metrics,
+            "worker_id": self.worker_id,
+            "max_concurrent": self.max_concurrent,
+            "launching": self.claimer.job_ids(),
+            "running": self.follower.job_ids(),
+            "jobs_launched": self.stats.jobs_launched,
+            "jobs_finished": self.stats.jobs_finished,
+            "jobs_adopted": self.stats.jobs_adopted,
+            "jobs_requeued": self.stats.jobs_requeued,
+            "errors": len(self.stats.errors),
+        }
+
+    def print_status(self) -> None:
+        """Print the status lines that SIGUSR1 asks for."""
+        self._is_status_requested = False
+        status = self.status()
+        self.echo(f"Queue status: {status.pop('queue')}")
+        self.echo(
+            f"Worker status: {status['worker_id']} holds {len(status['launching'])} launching "
+            f"{status['launching']} and {len(status['running'])} running {status['running']} "
+            f"of max {status['max_concurrent']}; launched {status['jobs_launched']}, "
+            f"finished {status['jobs_finished']}, adopted {status['jobs_adopted']}, "
+            f"requeued {status['jobs_requeued']}, errors {status['errors']}"
+        )
+
+    # Run -----------------------------------------------------------------------
+
+    def run(self) -> WorkerStats:
+        """Register, reconcile with the engines, then work until stopped (or once).
+
+        Returns:
+            What the worker did.
+
+        Raises:
+            WorkerIdInUseError: Another live worker uses this id.
+        """
+        register(self.worker_id, self.queues, self.max_concurrent)
+        try:
+            self._reconcile()
+            self._heartbeat.start()
+            if not self.once:
+                self.follower.start()
+            self.echo(f"Worker {self.worker_id} ready (pid {os.getpid()})")
+            if self.once:
+                self._run_once()
+            else:
+                self._run_forever()
+        finally:
+            self._shutdown()
+        return self.stats
+
+    def _reconcile(self) -> None:
+        """Take back what an earlier life of this worker id held, and rescue dead workers' jobs."""
+        found = self.rescuer.expire_own_leases()
+        if found:
+            self.echo(f"Reconciling {found} job(s) held by an earlier run of {self.worker_id}")
+        self.rescuer.rescue(self.free_slots())
+
+    def _maintain(self) -> None:
+        close_old_connections()
+        try:
+            self.follower.sync()
+            self.rescuer.rescue(self.free_slots())
+        except Exception as exc:
+            logger.exception("Maintenance pass failed", extra={"worker_id": self.worker_id})
+            self.stats.errors.append(f"maintenance: {type(exc).__name__}: {exc}")
+            connection.close()
+
+    def _run_forever(self) -> None:
+        next_maintenance = time.monotonic() + self.heartbeat_seconds
+        while not self.is_stopping:
+            self.stats.iterations += 1
+            if self._is_status_requested:
+                self.print_status()
+            if time.monotonic() >= next_maintenance:
+                self._maintain()
+                next_maintenance = time.monotonic() + self.heartbeat_seconds
+            free = self.free_slots()
+            claimed = self._acquire_safely()
+            if self.is_stopping:
+                break
+            if claimed and len(claimed) == free and self.free_slots() > 0:
+                continue
+            wait = min(self.poll_interval_seconds, next_maintenance - time.monotonic())
+            self.queue.wait_for_work(max(wait, MIN_WAIT_SECONDS))
+
+    def _acquire_safely(self) -> list[ContainerJob]:
+        try:
+            close_old_connections()
+            return self.claimer.acquire()
+        except Exception as exc:
+            logger.exception("Acquiring jobs failed", extra={"worker_id": self.worker_id})
+            self.stats.errors.append(f"acquire: {type(exc).__name__}: {exc}")
+            connection.close()
+            return []
+
+    def _run_once(self) -> None:
+        self.stats.iterations = 1
+        self._acquire_safely()
+        if not self.claimer.wait_idle(self.acquire_timeout_seconds):
+            self.echo(f"Launches still in flight after {self.acquire_timeout_seconds} s")
+        self.follower.poll_all(0.0)
+
+    def _shutdown(self) -> None:
+        if self.is_stopping and self._stop_signal:
+            self.echo(f"Received {self._stop_signal}, shutting down gracefully...")
+        self._stop_event.set()
+        in_flight = len(self.claimer)
+        if in_flight and not self.claimer.wait_idle(self.acquire_timeout_seconds):
+            self.echo(f"{len(self.claimer)} launch(es) still in flight; their leases will expire")
+        self.claimer.close()
+        self.follower.stop()
+        self._heartbeat.stop()
+        handed = self._hand_over_running()
+        if handed:
+            self.echo(f"Left {handed} running container(s) for another worker to adopt")
+        try:
+            mark_stopped(self.worker_id, self.stats.jobs_launched, self.stats.jobs_finished)
+        except Exception:
+            logger.exception("Could not mark worker %s stopped", self.worker_id)
+        self.queue.close()
+        close_executors()
+        connection.close()
+
+    def _hand_over_running(self) -> int:
+        """Expire the leases of our running jobs, so that the next worker adopts them now.
+
+        Jobs whose launch is still in flight keep their lease: their launch
+        thread may still record them, and they are rescued once it expires.
+        """
+        ids = self.follower.job_ids()
+        if not ids:
+            return 0
+        try:
+            return ContainerJob.objects.filter(
+                pk__in=ids,
+                worker_id=self.worker_id,
+                status__in=[JobStatus.RUNNING, JobStatus.PAUSED],
+            ).update(lease_expires_at=timezone.now())
+        except Exception:
+            logger.exception(
+                "Could not hand over running jobs", extra={"worker_id": self.worker_id}
+            )
+            return 0
