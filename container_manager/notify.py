@@ -89,6 +89,9 @@ class WorkWaiter:
         self._writer.setblocking(False)
         self._pg: Any = None
         self._is_started = False
+        # Whatever thread drops the last reference, the sockets get closed.
+        self._resources: list[Any] = [self._reader, self._writer]
+        self._finalizer = weakref.finalize(self, _close_all, self._resources)
         with _WAITERS_LOCK:
             _WAITERS.add(self)
 
@@ -109,8 +112,7 @@ class WorkWaiter:
         with _WAITERS_LOCK:
             _WAITERS.discard(self)
         self._close_pg()
-        self._reader.close()
-        self._writer.close()
+        self._finalizer()
 
     def wait(self, timeout_seconds: float) -> bool:
         """Sleep until there is work, an interrupt, or the timeout.
@@ -159,6 +161,7 @@ class WorkWaiter:
             params.pop("context", None)
             params.pop("server_side_binding", None)
             self._pg = psycopg.connect(**params, autocommit=True)
+            self._resources.append(self._pg)
             channel = psycopg.sql.Identifier(str(settings.NOTIFY_CHANNEL))
             self._pg.execute(psycopg.sql.SQL("LISTEN {}").format(channel))
         except Exception:
@@ -177,11 +180,20 @@ class WorkWaiter:
 
     def _close_pg(self) -> None:
         if self._pg is not None:
-            try:
-                self._pg.close()
-            except Exception:
-                logger.debug("Error closing the LISTEN connection", exc_info=True)
+            if self._pg in self._resources:
+                self._resources.remove(self._pg)
+            _close_all([self._pg])
             self._pg = None
+
+
+def _close_all(resources: list[Any]) -> None:
+    """Close sockets and connections, logging (not raising) what fails."""
+    for resource in resources:
+        try:
+            resource.close()
+        except Exception:
+            logger.debug("Error closing %r", resource, exc_info=True)
+    resources.clear()
 
 
 def interrupt_all() -> None:

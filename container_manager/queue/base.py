@@ -33,6 +33,8 @@ class ManagerBase:
         self._job_service = job_service
         self.using = using
         self._local = threading.local()
+        self._waiters: list[Any] = []
+        self._waiters_lock = threading.Lock()
 
     @property
     def worker_id(self) -> str:

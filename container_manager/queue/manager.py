@@ -8,6 +8,7 @@ it); it knows the database, not Docker: executor work goes through
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
@@ -230,6 +231,8 @@ class JobQueueManager(LaunchMixin, LeaseMixin, ControlMixin, ReportingMixin):
         if waiter is None:
             waiter = WorkWaiter(using=self.using)
             self._local.waiter = waiter
+            with self._waiters_lock:
+                self._waiters.append(waiter)
         return waiter
 
     def wait_for_work(self, timeout_seconds: float) -> bool:
@@ -256,8 +259,9 @@ class JobQueueManager(LaunchMixin, LeaseMixin, ControlMixin, ReportingMixin):
         interrupt_all()
 
     def close(self) -> None:
-        """Close this thread's listening connection, if any."""
-        waiter: WorkWaiter | None = getattr(self._local, "waiter", None)
-        if waiter is not None:
+        """Close the listening connections of every thread (a later wait opens a new one)."""
+        with self._waiters_lock:
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
             waiter.close()
-            self._local.waiter = None
+        self._local = threading.local()
