@@ -10,6 +10,7 @@ PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/container_manager}
 
 bash scripts/ensure-postgres.sh
 bash scripts/ensure-docker.sh
+bash scripts/ensure-browser.sh
 bash scripts/ensure-registry.sh
 
 echo "== lint"

@@ -1,0 +1,138 @@
+"""List filters of the job admin: queue status, priority band and queue name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+
+from container_manager import states
+from container_manager.conf import settings
+from container_manager.models import ContainerJob, JobQueue
+from container_manager.models.job import (
+    PRIORITY_HIGH,
+    PRIORITY_LOW,
+    PRIORITY_NORMAL,
+    queue_status_q,
+)
+
+#: Seed 000's queue-status filter: value and label, in the seed's order.
+QUEUE_STATUS_CHOICES: tuple[tuple[str, str], ...] = (
+    ("not_queued", "Not Queued"),
+    ("queued", "Queued (Ready)"),
+    ("scheduled", "Scheduled (Future)"),
+    ("launched", "Launched"),
+    ("launch_failed", "Launch Failed"),
+)
+
+#: Priority bands: a job is "high" from halfway between normal and high (65),
+#: "low" up to halfway between low and normal (35), "normal" in between.
+HIGH_BAND_MIN = (PRIORITY_NORMAL + PRIORITY_HIGH) // 2
+LOW_BAND_MAX = (PRIORITY_LOW + PRIORITY_NORMAL) // 2
+PRIORITY_BANDS: dict[str, Q] = {
+    "high": Q(priority__gte=HIGH_BAND_MIN),
+    "normal": Q(priority__gt=LOW_BAND_MAX, priority__lt=HIGH_BAND_MIN),
+    "low": Q(priority__lte=LOW_BAND_MAX),
+}
+
+
+def priority_band(priority: int) -> str:
+    """Return the band of a priority: ``'high'``, ``'normal'`` or ``'low'``.
+
+    Args:
+        priority: 0-100.
+
+    Returns:
+        The band's name.
+    """
+    if priority >= HIGH_BAND_MIN:
+        return "high"
+    if priority <= LOW_BAND_MAX:
+        return "low"
+    return "normal"
+
+
+def known_queue_names(extra: str | None = None) -> list[str]:
+    """Return the queue names worth offering in a filter or selector.
+
+    The default queue, the queues of the ``QUEUES`` setting, every ``JobQueue``
+    row, and the queues of jobs that are not finished. Jobs that ended long
+    ago are left out on purpose: finding their queues would read every row
+    of the table, and a million-job table makes that slow.
+
+    Args:
+        extra: A name to include anyway (the one currently selected).
+
+    Returns:
+        Sorted, distinct names.
+    """
+    names: set[str] = {str(settings.DEFAULT_QUEUE), *settings.QUEUES}
+    names.update(JobQueue.objects.values_list("name", flat=True))
+    unfinished = sorted(set(states.JobStatus.values) - states.TERMINAL_STATUSES)
+    names.update(
+        ContainerJob.objects.filter(status__in=unfinished)
+        .order_by()
+        .values_list("queue", flat=True)
+        .distinct()
+    )
+    if extra:
+        names.add(extra)
+    return sorted(names)
+
+
+class QueueStatusFilter(admin.SimpleListFilter):
+    """Seed 000's queue status: not queued, queued, scheduled, launched, launch failed."""
+
+    title = "queue status"
+    parameter_name = "queue_status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> tuple[tuple[str, str], ...]:
+        return QUEUE_STATUS_CHOICES
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[ContainerJob]
+    ) -> QuerySet[ContainerJob]:
+        value = self.value()
+        if value in dict(QUEUE_STATUS_CHOICES):
+            return queryset.filter(queue_status_q(value))
+        return queryset
+
+
+class PriorityBandFilter(admin.SimpleListFilter):
+    """High, normal or low priority (see ``HIGH_BAND_MIN`` and ``LOW_BAND_MAX``)."""
+
+    title = "priority"
+    parameter_name = "priority_band"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> tuple[tuple[str, str], ...]:
+        return (
+            ("high", f"High ({HIGH_BAND_MIN}-100)"),
+            ("normal", f"Normal ({LOW_BAND_MAX + 1}-{HIGH_BAND_MIN - 1})"),
+            ("low", f"Low (0-{LOW_BAND_MAX})"),
+        )
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[ContainerJob]
+    ) -> QuerySet[ContainerJob]:
+        value = self.value()
+        if value in PRIORITY_BANDS:
+            return queryset.filter(PRIORITY_BANDS[value])
+        return queryset
+
+
+class QueueNameFilter(admin.SimpleListFilter):
+    """The named queue; offers the names of :func:`known_queue_names`."""
+
+    title = "queue"
+    parameter_name = "queue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in known_queue_names(extra=self.value())]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[ContainerJob]
+    ) -> QuerySet[ContainerJob]:
+        value = self.value()
+        return queryset.filter(queue=value) if value else queryset

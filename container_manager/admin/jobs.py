@@ -1,0 +1,284 @@
+"""The admin of ContainerJob: the list, the detail page and their actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from container_manager import states
+from container_manager.admin import display
+from container_manager.admin.actions import JOB_ACTIONS, JobActionsMixin
+from container_manager.admin.filters import (
+    PriorityBandFilter,
+    QueueNameFilter,
+    QueueStatusFilter,
+)
+from container_manager.admin.pagination import EstimatedCountPaginator
+from container_manager.admin.views import JobViewsMixin
+from container_manager.classification import describe
+from container_manager.models import ContainerJob
+from container_manager.states import JobStatus
+
+#: Fields of what to run; read-only once the job has launched or ended for good.
+SPEC_FIELDS = (
+    "name",
+    "queue",
+    "host",
+    "image",
+    "command",
+    "is_shell_command",
+    "working_directory",
+    "environment",
+    "environment_template",
+    "memory_limit_mb",
+    "cpu_limit_cores",
+    "timeout_seconds",
+    "network",
+    "user",
+)
+QUEUE_FIELDS = ("priority", "max_retries", "retry_strategy", "scheduled_for")
+STATE_FIELDS = (
+    "status_badge",
+    "queue_status_badge",
+    "progress_bar",
+    "created_at",
+    "queued_at",
+    "launched_at",
+    "started_at",
+    "completed_at",
+    "duration_display",
+    "exit_code",
+    "retry_count",
+    "attempt",
+    "worker_id",
+    "lease_expires_at",
+    "container_id",
+)
+ERROR_FIELDS = ("error_info", "last_error_display", "last_error_at")
+OUTPUT_FIELDS = ("stdout_display", "stderr_display")
+#: Statuses in which the job's spec may no longer be edited.
+FROZEN_STATUSES = states.ACTIVE_STATUSES | {
+    JobStatus.PAUSED,
+    JobStatus.COMPLETED,
+    JobStatus.CANCELLED,
+}
+
+
+class ContainerJobAdmin(JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
+    """Jobs: seed 000's list view, filters, search, actions and statistics page."""
+
+    list_display = (
+        "id",
+        "name_display",
+        "status_badge",
+        "queue_status_badge",
+        "priority_display",
+        "queue",
+        "host",
+        "queued_at",
+        "launched_at",
+        "completed_at",
+        "duration_display",
+        "retries_display",
+        "last_error_preview",
+        "progress_bar",
+    )
+    list_display_links = ("id", "name_display")
+    actions = JOB_ACTIONS
+    list_filter = (
+        QueueStatusFilter,
+        "status",
+        QueueNameFilter,
+        "host",
+        PriorityBandFilter,
+    )
+    search_fields = ("name", "command", "image")
+    search_help_text = "Name, command or image; a number also matches the job id."
+    list_select_related = ("host",)
+    list_per_page = 50
+    paginator = EstimatedCountPaginator
+    # The unfiltered total would be a second COUNT(*) over the whole table.
+    show_full_result_count = False
+    ordering = ("-created_at", "-id")
+    readonly_fields = STATE_FIELDS + ERROR_FIELDS + OUTPUT_FIELDS
+    fieldsets = (
+        ("What to run", {"fields": SPEC_FIELDS}),
+        ("Queue", {"fields": QUEUE_FIELDS}),
+        ("State", {"fields": STATE_FIELDS}),
+        ("Error", {"fields": ERROR_FIELDS}),
+        ("Output", {"fields": OUTPUT_FIELDS}),
+    )
+    change_form_template = "admin/container_manager/containerjob/change_form.html"
+    change_list_template = "admin/container_manager/containerjob/change_list.html"
+
+    class Media:
+        css = {"all": ("container_manager/admin.css",)}
+
+    # Queries -------------------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ContainerJob]:
+        """Every job, with its host; the list leaves out stdout and stderr."""
+        qs = super().get_queryset(request).select_related("host")
+        match = request.resolver_match
+        if match is not None and match.url_name and match.url_name.endswith("_changelist"):
+            # Output may be a megabyte per job: the list never shows it.
+            qs = qs.defer("stdout", "stderr")
+        return qs
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[ContainerJob], search_term: str
+    ) -> tuple[QuerySet[ContainerJob], bool]:
+        """Search name, command and image; a number (``42`` or ``#42``) also matches the id."""
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip().lstrip("#")
+        if term.isdigit() and len(term) < 19:
+            by_id = self.get_queryset(request).filter(pk=int(term))
+            queryset = queryset | by_id
+        return queryset, may_have_duplicates
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        """Also allow ``?worker_id=`` (the workers page links to the jobs a worker holds)."""
+        if lookup == "worker_id":
+            return True
+        return super().lookup_allowed(lookup, value, request)  # type: ignore[arg-type]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        """The spec and queue fields turn read-only once the job launched or ended."""
+        if obj is not None and obj.status in FROZEN_STATUSES:
+            return SPEC_FIELDS + QUEUE_FIELDS + tuple(self.readonly_fields)
+        return tuple(self.readonly_fields)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: ModelForm, change: bool) -> None:
+        """Write only the fields the person changed.
+
+        A worker may move the job (claim, launch, finish) while the page is
+        open; saving every column would write back the status and times the
+        page was loaded with.
+        """
+        if not change:
+            obj.save()
+        elif form.changed_data:
+            obj.save(
+                update_fields=[
+                    name for name in form.changed_data if name in SPEC_FIELDS + QUEUE_FIELDS
+                ]
+            )
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """The detail page, with the buttons the job's state and the user's permissions allow."""
+        extra = dict(extra_context or {})
+        job = self.get_object(request, object_id)
+        if job is not None:
+            extra["job_buttons"] = self.job_buttons(request, job)
+            extra["logs_url"] = reverse(
+                f"{self.admin_site.name}:container_manager_containerjob_logs", args=[job.pk]
+            )
+            extra["can_view_logs"] = self.has_logs_permission(request)
+        return super().change_view(request, object_id, form_url, extra)
+
+    def job_buttons(self, request: HttpRequest, job: ContainerJob) -> list[dict[str, str]]:
+        """The per-job buttons that apply to ``job`` for this user.
+
+        Returns:
+            ``{"name", "label", "url"}`` for each of queue, dequeue, cancel,
+            pause and resume that the job's status allows and the user may use.
+        """
+        allowed = {
+            "queue": job.status in {JobStatus.PENDING, JobStatus.FAILED, JobStatus.TIMEOUT}
+            and self.has_queue_permission(request),
+            "dequeue": job.is_queued and self.has_queue_permission(request),
+            "pause": job.status in states.READY_STATUSES | {JobStatus.RUNNING}
+            and self.has_pause_permission(request),
+            "resume": job.status == JobStatus.PAUSED and self.has_pause_permission(request),
+            "cancel": not job.is_terminal and self.has_cancel_permission(request),
+        }
+        labels = {
+            "queue": "Queue",
+            "dequeue": "Remove from queue",
+            "pause": "Pause",
+            "resume": "Resume",
+            "cancel": "Cancel job",
+        }
+        name = f"{self.admin_site.name}:container_manager_containerjob_operation"
+        return [
+            {"name": op, "label": labels[op], "url": reverse(name, args=[job.pk, op])}
+            for op, ok in allowed.items()
+            if ok
+        ]
+
+    # Columns ---------------------------------------------------------------------
+
+    @admin.display(description="name", ordering="name")
+    def name_display(self, job: ContainerJob) -> str:
+        return job.name or "-"
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, job: ContainerJob) -> SafeString:
+        return display.badge("status", job.status, JobStatus(job.status).label)
+
+    @admin.display(description="queue status")
+    def queue_status_badge(self, job: ContainerJob) -> SafeString:
+        return display.queue_status_badge(job.queue_status)
+
+    @admin.display(description="priority", ordering="-priority")
+    def priority_display(self, job: ContainerJob) -> SafeString:
+        return display.priority_indicator(job.priority)
+
+    @admin.display(description="duration")
+    def duration_display(self, job: ContainerJob) -> str:
+        return display.human_duration(job.duration)
+
+    @admin.display(description="retries", ordering="retry_count")
+    def retries_display(self, job: ContainerJob) -> str:
+        return f"{job.retry_count} / {job.effective_max_retries}"
+
+    @admin.display(description="last error")
+    def last_error_preview(self, job: ContainerJob) -> SafeString | str:
+        return display.error_preview(job.error_code, job.last_error)
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_bar(self, job: ContainerJob) -> SafeString:
+        return display.progress_bar(job.progress, job.current_step)
+
+    # Detail fields -------------------------------------------------------------
+
+    @admin.display(description="error")
+    def error_info(self, job: ContainerJob) -> SafeString | str:
+        if not job.error_code:
+            return "-"
+        entry = describe(job.error_code)
+        return format_html(
+            '<div class="cm-error-info"><code>{}</code> {}<br>'
+            "<strong>Suggestion:</strong> {}</div>",
+            job.error_code,
+            entry.description,
+            entry.suggestion,
+        )
+
+    @admin.display(description="last error message")
+    def last_error_display(self, job: ContainerJob) -> SafeString:
+        return display.pre(job.last_error, empty="-")
+
+    @admin.display(description="stdout")
+    def stdout_display(self, job: ContainerJob) -> SafeString:
+        return display.pre(job.stdout)
+
+    @admin.display(description="stderr")
+    def stderr_display(self, job: ContainerJob) -> SafeString:
+        return display.pre(job.stderr)
+
+
+__all__ = ["ContainerJobAdmin"]

@@ -1,0 +1,153 @@
+"""The admin of workers: who is alive, what each holds, when it last said so."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from container_manager import states
+from container_manager.admin import display
+from container_manager.conf import settings
+from container_manager.models import ContainerJob, Worker, WorkerStatus
+from container_manager.states import JobStatus
+
+#: Jobs a worker holds: being launched, running, or paused with a container.
+HOLDING_Q = Q(status__in=sorted(states.ACTIVE_STATUSES)) | Q(
+    status=JobStatus.PAUSED, launched_at__isnull=False
+)
+#: Held jobs listed on a worker's page.
+MAX_LISTED_JOBS = 100
+
+
+def alive_since() -> Any:
+    """The oldest heartbeat of a live worker: now minus ``LEASE_SECONDS``."""
+    return timezone.now() - timedelta(seconds=int(settings.LEASE_SECONDS))
+
+
+def is_alive(worker: Worker) -> bool:
+    """True when the worker runs and its heartbeat is younger than ``LEASE_SECONDS``."""
+    return worker.status != WorkerStatus.STOPPED and worker.last_heartbeat_at >= alive_since()
+
+
+class AliveFilter(admin.SimpleListFilter):
+    """Alive (heartbeat younger than LEASE_SECONDS) or not."""
+
+    title = "alive"
+    parameter_name = "alive"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> tuple[tuple[str, str], ...]:
+        return (("yes", "Alive"), ("no", "Not alive"))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Worker]) -> QuerySet[Worker]:
+        alive = Q(last_heartbeat_at__gte=alive_since()) & ~Q(status=WorkerStatus.STOPPED)
+        if self.value() == "yes":
+            return queryset.filter(alive)
+        if self.value() == "no":
+            return queryset.exclude(alive)
+        return queryset
+
+
+class WorkerAdmin(admin.ModelAdmin):
+    """Workers are registered by themselves; the admin only shows them."""
+
+    list_display = (
+        "worker_id",
+        "hostname",
+        "pid",
+        "alive_badge",
+        "status",
+        "last_heartbeat_at",
+        "heartbeat_age",
+        "held",
+        "queues_display",
+        "max_concurrent",
+        "jobs_launched",
+        "jobs_finished",
+    )
+    list_filter = (AliveFilter, "status", "hostname")
+    search_fields = ("worker_id", "hostname")
+    readonly_fields = (
+        "worker_id",
+        "hostname",
+        "pid",
+        "queues",
+        "max_concurrent",
+        "status",
+        "started_at",
+        "last_heartbeat_at",
+        "stopped_at",
+        "jobs_launched",
+        "jobs_finished",
+        "held_jobs",
+    )
+
+    class Media:
+        css = {"all": ("container_manager/admin.css",)}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Workers register themselves; nobody adds one by hand."""
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
+        """Workers with the number of jobs each holds, counted by the database."""
+        held = (
+            ContainerJob.objects.filter(HOLDING_Q, worker_id=OuterRef("worker_id"))
+            .order_by()
+            .values("worker_id")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(held_count=Coalesce(Subquery(held, output_field=IntegerField()), Value(0)))
+        )
+
+    @admin.display(description="alive", boolean=False)
+    def alive_badge(self, worker: Worker) -> SafeString:
+        if is_alive(worker):
+            return display.badge("alive", "yes", "Alive")
+        return display.badge("alive", "no", "Not alive")
+
+    @admin.display(description="heartbeat age")
+    def heartbeat_age(self, worker: Worker) -> str:
+        return display.human_duration(timezone.now() - worker.last_heartbeat_at)
+
+    @admin.display(description="jobs held", ordering="held_count")
+    def held(self, worker: Any) -> SafeString:
+        url = reverse(f"{self.admin_site.name}:container_manager_containerjob_changelist")
+        return format_html(
+            '<a href="{}?worker_id={}">{}</a>', url, worker.worker_id, worker.held_count
+        )
+
+    @admin.display(description="queues")
+    def queues_display(self, worker: Worker) -> str:
+        return ", ".join(str(q) for q in worker.queues) if worker.queues else "all"
+
+    @admin.display(description="jobs held now")
+    def held_jobs(self, worker: Worker) -> SafeString | str:
+        jobs = (
+            ContainerJob.objects.filter(HOLDING_Q, worker_id=worker.worker_id)
+            .only("pk", "name", "status", "lease_expires_at")
+            .order_by("pk")[:MAX_LISTED_JOBS]
+        )
+        name = f"{self.admin_site.name}:container_manager_containerjob_change"
+        rows = [
+            (reverse(name, args=[job.pk]), str(job), job.get_status_display(), job.lease_expires_at)
+            for job in jobs
+        ]
+        if not rows:
+            return "none"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join("", '<li><a href="{}">{}</a> {} (lease until {})</li>', rows),
+        )
