@@ -25,6 +25,7 @@ from django.utils import timezone
 from container_manager.executors import get_executor
 from container_manager.executors.base import ContainerRef, ExitStatus, Progress
 from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.notify import announce_work
 from container_manager.services import job_service
 from container_manager.states import JobStatus
 
@@ -219,6 +220,9 @@ class Follower:
             )
             return False
         self._drop(status.ref.job_id)
+        # The slot is free for every worker: idle ones waiting on a full host
+        # or queue are woken instead of waiting for their next poll.
+        announce_work(tracked.job.queue)
         if wrote:
             self.worker.stats.jobs_finished += 1
             self.worker.echo(
@@ -276,6 +280,7 @@ class Follower:
             )
             return
         self._drop(int(job.pk))
+        announce_work(job.queue)
         self.worker.echo(f"Job {job.pk} timed out after {job.timeout_seconds} s")
 
     # Progress --------------------------------------------------------------------
