@@ -28,6 +28,7 @@ Every SDK error leaves this module as an
 from __future__ import annotations
 
 import logging
+import os
 import re
 import struct
 import threading
@@ -80,6 +81,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_URL = "unix:///var/run/docker.sock"
+#: Spoken only to ask the engine for its own version.
+MINIMUM_API_VERSION = "1.24"
 DEFAULT_API_TIMEOUT_SECONDS = 10.0
 DEFAULT_PULL_TIMEOUT_SECONDS = 600.0
 DEFAULT_RECONCILE_INTERVAL_SECONDS = 30.0
@@ -87,6 +91,8 @@ DEFAULT_LOG_READ_TIMEOUT_SECONDS = 60.0
 #: Reconcile this often while the events stream is down.
 DISCONNECTED_RECONCILE_SECONDS = 2.0
 READ_CHUNK_BYTES = 64 * 1024
+#: How often a taken name is looked up again while its container is being created.
+NAME_RETRY_SECONDS = 0.05
 _FRAME_HEADER = struct.Struct(">BxxxL")
 _STDOUT, _STDERR = 1, 2
 _ENDED_STATES = ("exited", "dead")
@@ -244,17 +250,37 @@ class DockerExecutor(Executor):
             if client is not None:
                 return client
             known = next(iter(self._clients.values()), None)
-        try:
-            client = docker.DockerClient(
-                base_url=self.host.connection_string or "unix:///var/run/docker.sock",
-                timeout=timeout,
-                tls=self._tls or False,
-                version=known.api.api_version if known else None,
+        url = self.host.connection_string or DEFAULT_URL
+        if url.startswith("unix://") and not os.path.exists(url[len("unix://") :]):
+            raise ExecutorUnavailableError(
+                f"Docker socket {url} of {self.host.name} does not exist"
             )
+        try:
+            version = known.api.api_version if known else self._server_api_version(url)
+            client = self._connect(url, timeout, version)
+        except ExecutorError:
+            raise
         except Exception as exc:
             raise translate_error(exc, f"connection to {self.host.name}") from exc
         with self._lock:
             return self._clients.setdefault(timeout, client)
+
+    def _connect(self, url: str, timeout: float, version: str) -> docker.DockerClient:
+        client = docker.DockerClient(
+            base_url=url, timeout=timeout, tls=self._tls or False, version=version
+        )
+        if self._tls is not None:
+            # Else requests lets REQUESTS_CA_BUNDLE replace the host's own CA.
+            client.api.trust_env = False
+        return client
+
+    def _server_api_version(self, url: str) -> str:
+        """Ask the engine which API version it speaks (what the SDK's "auto" does)."""
+        probe = self._connect(url, self.api_timeout_seconds, MINIMUM_API_VERSION)
+        try:
+            return str(probe.api.version(api_version=False)["ApiVersion"])
+        finally:
+            probe.close()
 
     def _call(self, action: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -284,7 +310,7 @@ class DockerExecutor(Executor):
             container = client.containers.create(**self._create_options(spec))
         except docker.errors.APIError as exc:
             if exc.status_code == 409:  # another launcher created it first: use theirs
-                existing = self._inspect_by_name(spec.job_id, spec.attempt)
+                existing = self._await_by_name(spec.job_id, spec.attempt)
                 if existing is not None:
                     return self._adopt(existing)
             raise translate_error(exc, f"create for job {spec.job_id}") from exc
@@ -355,6 +381,16 @@ class DockerExecutor(Executor):
                 transient=False,
             )
         return attrs
+
+    def _await_by_name(self, job_id: int, attempt: int) -> dict[str, Any] | None:
+        """Inspect a container whose name is taken; the engine may not show it for a moment."""
+        deadline = time.monotonic() + self.api_timeout_seconds
+        pause = threading.Event()
+        while True:
+            attrs = self._inspect_by_name(job_id, attempt)
+            if attrs is not None or time.monotonic() >= deadline:
+                return attrs
+            pause.wait(NAME_RETRY_SECONDS)
 
     def _adopt(self, attrs: dict[str, Any]) -> ContainerRef:
         labels = attrs["Config"]["Labels"]

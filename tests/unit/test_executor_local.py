@@ -1,0 +1,150 @@
+"""What only the local-process executor does: process groups, signals, its own files."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from container_manager.exceptions import ExecutorError, InvalidLaunchSpecError
+from container_manager.executors.base import ContainerRef
+from container_manager.executors.local import LocalProcessExecutor
+
+WAIT_SECONDS = 10
+
+
+def wait_one(executor, ref, timeout=WAIT_SECONDS):
+    statuses = executor.wait_finished([ref], timeout)
+    assert [s.ref for s in statuses] == [ref], f"{ref} did not end in {timeout} s"
+    return statuses[0]
+
+
+def poll(condition, timeout=WAIT_SECONDS):
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        pause.wait(0.02)
+    pytest.fail(f"condition not met within {timeout} s")
+
+
+def group_is_alive(pgid: int) -> bool:
+    """True while a process of the group runs (zombies waiting for init do not count)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def pid_of(ref: ContainerRef) -> int:
+    return int(ref.container_id.split("-")[1])
+
+
+def test_kill_stops_every_process_the_command_started(local_executor, make_spec, tmp_path):
+    marker = tmp_path / "children-started"
+    ref = local_executor.launch(make_spec(f"sleep 300 & sleep 300 & touch {marker}; wait"))
+    poll(marker.exists)
+    pgid = pid_of(ref)
+    assert group_is_alive(pgid)
+    local_executor.kill(ref)
+    assert wait_one(local_executor, ref).exit_code == 137
+    assert poll(lambda: not group_is_alive(pgid))
+
+
+def test_only_path_of_the_worker_environment_reaches_the_process(
+    local_executor, make_spec, monkeypatch
+):
+    monkeypatch.setenv("CM_WORKER_SECRET", "do-not-leak")
+    ref = local_executor.launch(make_spec('echo "[$CM_WORKER_SECRET]"; command -v sh'))
+    assert wait_one(local_executor, ref).exit_code == 0
+    out = local_executor.logs(ref, 1000).stdout.splitlines()
+    assert out[0] == "[]"
+    assert out[1].endswith("/sh")
+
+
+def test_a_job_path_overrides_the_worker_path(local_executor, make_spec):
+    ref = local_executor.launch(
+        make_spec(("/bin/sh", "-c", 'echo "$PATH"'), environment={"PATH": "/nowhere"})
+    )
+    wait_one(local_executor, ref)
+    assert local_executor.logs(ref, 1000).stdout == "/nowhere\n"
+
+
+def test_missing_program_is_a_permanent_launch_error(local_executor, make_spec):
+    with pytest.raises(InvalidLaunchSpecError) as caught:
+        local_executor.launch(make_spec(("/no/such/program",)))
+    assert caught.value.code == "VALIDATION_INVALID_PARAMS"
+    assert caught.value.transient is False
+
+
+def test_missing_working_directory_is_a_permanent_launch_error(local_executor, make_spec):
+    with pytest.raises(InvalidLaunchSpecError):
+        local_executor.launch(make_spec("pwd", working_directory="/no/such/dir"))
+
+
+def test_empty_command_is_rejected(local_executor, make_spec):
+    with pytest.raises(InvalidLaunchSpecError):
+        local_executor.launch(make_spec(()))
+
+
+def test_death_by_signal_is_reported_as_128_plus_the_signal(local_executor, make_spec):
+    ref = local_executor.launch(make_spec("kill -TERM $$"))
+    assert wait_one(local_executor, ref).exit_code == 128 + 15
+
+
+def test_image_is_ignored(local_executor, make_spec):
+    ref = local_executor.launch(make_spec("echo ran", image="no/such-image:1"))
+    assert wait_one(local_executor, ref).exit_code == 0
+
+
+def test_processes_of_another_executor_are_not_found(local_host, make_spec, tmp_path):
+    first = LocalProcessExecutor(local_host)
+    second = LocalProcessExecutor(local_host)
+    try:
+        spec = make_spec("sleep 300")
+        ref = first.launch(spec)
+        assert second.find(spec.job_id, spec.attempt) is None
+        statuses = second.wait_finished([ref], 5)
+        assert [(s.exit_code, s.error) for s in statuses] == [
+            (None, "process unknown to this worker")
+        ]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_close_kills_what_still_runs(local_host, make_spec):
+    executor = LocalProcessExecutor(local_host)
+    ref = executor.launch(make_spec("sleep 300"))
+    pgid = pid_of(ref)
+    executor.close()
+    assert wait_one(executor, ref).exit_code == 137
+    assert poll(lambda: not group_is_alive(pgid))
+
+
+def test_remove_deletes_the_output_directory(local_executor, make_spec, tmp_path):
+    ref = local_executor.launch(make_spec("echo x > left-behind"))
+    wait_one(local_executor, ref)
+    directories = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(directories) == 1
+    assert (directories[0] / "left-behind").read_text() == "x\n"
+    local_executor.remove(ref)
+    assert not directories[0].exists()
+
+
+def test_pause_of_an_ended_process_is_an_error(local_executor, make_spec):
+    ref = local_executor.launch(make_spec("exit 0"))
+    wait_one(local_executor, ref)
+    with pytest.raises(ExecutorError, match="not running"):
+        local_executor.pause(ref)
