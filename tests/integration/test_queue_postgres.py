@@ -1,0 +1,163 @@
+"""The queue on a real PostgreSQL: NOTIFY wake-ups, SKIP LOCKED, and the ready index."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.queue import JobQueueManager, queue_manager
+from container_manager.states import JobStatus
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+POLL_SECONDS = 5.0
+
+ENQUEUE_SCRIPT = textwrap.dedent(
+    """
+    import time
+    import django
+    django.setup()
+    from container_manager.models import ContainerJob
+    from container_manager.queue import queue_manager
+    job = ContainerJob.objects.create(command="echo wake up")
+    queue_manager.queue_job(job)
+    print(time.time(), flush=True)
+    """
+)
+
+
+def database_url() -> str:
+    s = connection.settings_dict
+    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture
+def waiter():
+    manager = JobQueueManager(worker_id="waiter")
+    yield manager
+    manager.close()
+
+
+def start_waiting(manager, timeout_seconds):
+    """Wait for work in a thread (as a worker does); return its result dict and thread."""
+    listening, result = threading.Event(), {}
+
+    def run():
+        manager.wait_for_work(0)  # the first call starts LISTEN and returns at once
+        listening.set()
+        result["value"] = manager.wait_for_work(timeout_seconds)
+        result["woke_at"] = time.time()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert listening.wait(10)
+    return result, thread
+
+
+def test_idle_waiter_wakes_at_once_on_an_enqueue_committed_by_another_process(waiter):
+    result, thread = start_waiting(waiter, POLL_SECONDS)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "demo.settings",
+        "DATABASE_URL": database_url(),
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", ENQUEUE_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    committed_at = float(done.stdout.split()[-1])
+    thread.join(POLL_SECONDS + 5)
+    assert result["value"] is True
+    latency = result["woke_at"] - committed_at
+    assert latency < 0.2 * POLL_SECONDS, f"woke {latency:.3f} s after the commit"
+    assert ContainerJob.objects.filter(status=JobStatus.QUEUED).count() == 1
+
+
+def test_rolled_back_enqueue_wakes_nobody(waiter):
+    result, thread = start_waiting(waiter, 0.5)
+    job = ContainerJob.objects.create(command="echo never")
+
+    def queue_then_roll_back():
+        with transaction.atomic():
+            queue_manager.queue_job(job)
+            raise RuntimeError("changed my mind")
+
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        queue_then_roll_back()
+    thread.join(5)
+    assert result["value"] is False
+    assert ContainerJob.objects.get(pk=job.pk).status == JobStatus.PENDING
+
+
+def test_claim_skips_a_row_locked_by_another_connection_without_waiting():
+    ExecutorHost.objects.create(name="h", executor_type="process")
+    first, second = (ContainerJob.objects.create(command="echo") for _ in range(2))
+    queue_manager.queue_job(first, priority=90)
+    queue_manager.queue_job(second, priority=10)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock():
+        with transaction.atomic():
+            list(ContainerJob.objects.select_for_update().filter(pk=first.pk))
+            locked.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold_lock, daemon=True)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        begin = time.monotonic()
+        claimed = queue_manager.claim_jobs("w1", 2)
+        elapsed = time.monotonic() - begin
+    finally:
+        release.set()
+        holder.join(10)
+    assert [j.pk for j in claimed] == [second.pk]
+    assert elapsed < 1.0
+    assert ContainerJob.objects.get(pk=first.pk).status == JobStatus.QUEUED
+
+
+def test_ready_query_uses_the_partial_ready_index():
+    now = timezone.now()
+    done = [
+        ContainerJob(
+            command="echo", image="busybox", status=JobStatus.COMPLETED, queued_at=now, priority=50
+        )
+        for _ in range(20000)
+    ]
+    ready = [
+        ContainerJob(
+            command="echo",
+            image="busybox",
+            status=JobStatus.QUEUED,
+            queued_at=now - timedelta(seconds=n),
+            priority=n % 100,
+        )
+        for n in range(200)
+    ]
+    ContainerJob.objects.bulk_create(done + ready, batch_size=5000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE container_manager_containerjob")
+    plan = queue_manager.get_ready_jobs(limit=10).explain()
+    assert "cm_job_ready_idx" in plan, plan
+    assert "Seq Scan on container_manager_containerjob" not in plan, plan
+    assert [j.priority for j in queue_manager.get_ready_jobs(limit=3)] == [99, 99, 98]
