@@ -179,9 +179,8 @@ class JobViewsMixin:
 
     @staticmethod
     def _json_view(request: HttpRequest, job: ContainerJob) -> JsonResponse:
-        response = JsonResponse(read_output(job))
-        response["Cache-Control"] = "no-store"
-        return response
+        # admin_view already marks every admin response as never cached.
+        return JsonResponse(read_output(job))
 
     def logs_json_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         """The log view's data, as JSON (see :func:`read_output`)."""

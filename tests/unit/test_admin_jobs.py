@@ -34,11 +34,16 @@ def client_for(*perms: str, username: str = "operator") -> Client:
     return client
 
 
-@pytest.fixture
-def admin_client_cm() -> Client:
+def superuser_client() -> Client:
+    """A client logged in as a superuser."""
     client = Client()
     client.force_login(User.objects.create_superuser("root", password=None))
     return client
+
+
+@pytest.fixture
+def admin_client_cm() -> Client:
+    return superuser_client()
 
 
 def make_job(status: str = JobStatus.PENDING, **fields) -> ContainerJob:
