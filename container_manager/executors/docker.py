@@ -30,11 +30,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from datetime import datetime
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import docker
@@ -72,9 +70,8 @@ from container_manager.executors.base import (
     container_labels,
     container_name,
 )
-from container_manager.executors.completion import CompletionBoard
-from container_manager.executors.docker_events import EventFollower
-from container_manager.logcap import CappedBuffer, LineSplitter
+from container_manager.executors.docker_events import CompletionTracker
+from container_manager.executors.docker_streams import read_capped, ref_from_labels, report_progress
 
 if TYPE_CHECKING:
     from container_manager.models import ExecutorHost
@@ -88,14 +85,9 @@ DEFAULT_API_TIMEOUT_SECONDS = 10.0
 DEFAULT_PULL_TIMEOUT_SECONDS = 600.0
 DEFAULT_RECONCILE_INTERVAL_SECONDS = 30.0
 DEFAULT_LOG_READ_TIMEOUT_SECONDS = 60.0
-#: Reconcile this often while the events stream is down.
-DISCONNECTED_RECONCILE_SECONDS = 2.0
 READ_CHUNK_BYTES = 64 * 1024
 #: How often a taken name is looked up again while its container is being created.
 NAME_RETRY_SECONDS = 0.05
-_FRAME_HEADER = struct.Struct(">BxxxL")
-_STDOUT, _STDERR = 1, 2
-_ENDED_STATES = ("exited", "dead")
 #: Start failures that trying again cannot fix (Docker answers 400 or 500 for them).
 _PERMANENT_START = re.compile(
     r"executable file not found|no such file or directory|unable to find user|"
@@ -161,50 +153,12 @@ def _tls_config(options: Any) -> TLSConfig | None:
         raise ConfigurationError(f"Invalid TLS settings: {exc}") from exc
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    """Parse Docker's RFC 3339 times (nanoseconds, ``Z``); None for the zero time."""
-    if not value or value.startswith("0001-"):
-        return None
-    match = re.match(r"(.*?T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", value)
-    if not match:
-        return None
-    fraction = (match.group(2) or ".0")[:7]
-    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
-    return datetime.fromisoformat(f"{match.group(1)}{fraction}{zone}")
-
-
-def iter_frames(chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
-    """Cut Docker's multiplexed log stream into ``(stream, payload)`` frames."""
-    buffer = bytearray()
-    for chunk in chunks:
-        buffer += chunk
-        offset = 0
-        while len(buffer) - offset >= _FRAME_HEADER.size:
-            stream, length = _FRAME_HEADER.unpack_from(buffer, offset)
-            end = offset + _FRAME_HEADER.size + length
-            if end > len(buffer):
-                break
-            yield stream, bytes(buffer[offset + _FRAME_HEADER.size : end])
-            offset = end
-        del buffer[:offset]
-
-
-def _status_from_inspect(ref: ContainerRef, attrs: dict[str, Any]) -> ExitStatus:
-    state = attrs.get("State") or {}
-    return ExitStatus(
-        ref=ref,
-        exit_code=state.get("ExitCode"),
-        is_oom_killed=bool(state.get("OOMKilled")),
-        finished_at=_parse_time(state.get("FinishedAt")),
-        error=state.get("Error") or "",
-    )
-
-
-def _ref_from_labels(container_id: str, labels: dict[str, str]) -> ContainerRef | None:
-    try:
-        return ContainerRef(int(labels[LABEL_JOB]), int(labels[LABEL_ATTEMPT]), container_id)
-    except (KeyError, ValueError):
-        return None
+def _seconds(config: dict[str, Any], key: str, default: float) -> float:
+    """Read a positive number of seconds from ``executor_config``."""
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigurationError(f'executor_config["{key}"] must be a positive number of seconds')
+    return float(value)
 
 
 class DockerExecutor(Executor):
@@ -215,29 +169,30 @@ class DockerExecutor(Executor):
     def __init__(self, host: ExecutorHost) -> None:
         super().__init__(host)
         config = host.executor_config or {}
-        self.api_timeout_seconds = float(
-            config.get("api_timeout_seconds", DEFAULT_API_TIMEOUT_SECONDS)
+        self.api_timeout_seconds = _seconds(
+            config, "api_timeout_seconds", DEFAULT_API_TIMEOUT_SECONDS
         )
-        self.pull_timeout_seconds = float(
-            config.get("pull_timeout_seconds", DEFAULT_PULL_TIMEOUT_SECONDS)
+        self.pull_timeout_seconds = _seconds(
+            config, "pull_timeout_seconds", DEFAULT_PULL_TIMEOUT_SECONDS
         )
-        self.reconcile_interval_seconds = float(
-            config.get("reconcile_interval_seconds", DEFAULT_RECONCILE_INTERVAL_SECONDS)
+        self.reconcile_interval_seconds = _seconds(
+            config, "reconcile_interval_seconds", DEFAULT_RECONCILE_INTERVAL_SECONDS
         )
-        self.log_read_timeout_seconds = float(
-            config.get("log_read_timeout_seconds", DEFAULT_LOG_READ_TIMEOUT_SECONDS)
+        self.log_read_timeout_seconds = _seconds(
+            config, "log_read_timeout_seconds", DEFAULT_LOG_READ_TIMEOUT_SECONDS
         )
-        self.default_network: str = config.get("default_network") or ""
+        self.default_network = str(config.get("default_network") or "")
         self._registry_auth: dict[str, str] | None = config.get("registry_auth")
         self._tls = _tls_config(config.get("tls"))
         self._lock = threading.Lock()
         self._clients: dict[float | None, docker.DockerClient] = {}
         self._streams: set[requests.Response] = set()
-        self._board = CompletionBoard()
-        self._seen: set[str] = set()
-        self._last_reconcile = 0.0
-        self._events = EventFollower(
-            self._open_events, self._on_event, self._board.wake, name=f"cm-events-{host.name}"
+        self._tracker = CompletionTracker(
+            open_stream=self._open_events,
+            list_states=self._list_states,
+            inspect=self._inspect,
+            reconcile_interval_seconds=self.reconcile_interval_seconds,
+            name=f"cm-events-{host.name}",
         )
 
     # --- connection -----------------------------------------------------
@@ -301,7 +256,7 @@ class DockerExecutor(Executor):
         """
         self._validate(spec)
         client = self._client()
-        self._events.ensure_started()
+        self._tracker.follower.ensure_started()
         existing = self._inspect_by_name(spec.job_id, spec.attempt)
         if existing is not None:
             return self._adopt(existing)
@@ -458,7 +413,7 @@ class DockerExecutor(Executor):
         refs = []
         for row in rows:
             if any(name.startswith(prefix) for name in row.get("Names") or ()):
-                ref = _ref_from_labels(row["Id"], row.get("Labels") or {})
+                ref = ref_from_labels(row["Id"], row.get("Labels") or {})
                 if ref is not None:
                     refs.append(ref)
         return refs
@@ -470,45 +425,6 @@ class DockerExecutor(Executor):
             filters={"type": "container", "event": ["die"], "label": f"{LABEL_MANAGED}=1"},
         )
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        actor = event.get("Actor") or {}
-        attributes = actor.get("Attributes") or {}
-        ref = _ref_from_labels(actor.get("ID") or event.get("id") or "", attributes)
-        if ref is None:
-            return
-        try:
-            attrs = self._client().api.inspect_container(ref.container_id)
-            status = _status_from_inspect(ref, attrs)
-        except Exception as exc:  # removed already: the event's exit code is all there is
-            logger.debug("Inspect after die of %s failed: %s", ref.container_id, exc)
-            code = attributes.get("exitCode")
-            status = ExitStatus(ref, int(code) if code and code.isdigit() else None)
-        self._post(status)
-
-    def _post(self, status: ExitStatus) -> None:
-        with self._lock:
-            self._seen.discard(status.ref.container_id)
-        self._board.post(status)
-
-    def _reconcile(self, refs: list[ContainerRef]) -> None:
-        """Look at the engine for ended or vanished containers the events may have missed."""
-        self._last_reconcile = time.monotonic()
-        try:
-            rows = self._client().api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=1"})
-            states = {row["Id"]: row.get("State") for row in rows}
-            for ref in refs:
-                state = states.get(ref.container_id)
-                if state is None:
-                    self._post(ExitStatus(ref, None, error="container disappeared"))
-                elif state in _ENDED_STATES:
-                    attrs = self._client().api.inspect_container(ref.container_id)
-                    self._post(_status_from_inspect(ref, attrs))
-                else:
-                    with self._lock:
-                        self._seen.add(ref.container_id)
-        except Exception as exc:
-            logger.warning("Reconciliation on %s failed: %s", self.host.name, exc)
-
     def wait_finished(
         self, refs: Iterable[ContainerRef], timeout_seconds: float
     ) -> list[ExitStatus]:
@@ -518,29 +434,15 @@ class DockerExecutor(Executor):
         before it was followed); all are looked up again every
         ``reconcile_interval_seconds`` (every 2 s while the stream is down).
         """
-        refs = list(refs)
-        ids = [ref.container_id for ref in refs]
-        deadline = time.monotonic() + max(0.0, timeout_seconds)
-        self._events.ensure_started(wait_seconds=min(self.api_timeout_seconds, 2.0))
-        with self._lock:
-            new = [r for r in refs if r.container_id not in self._seen]
-        new = [r for r in new if self._board.get(r.container_id) is None]
-        if new:
-            self._reconcile(new)
-        while True:
-            found = self._board.wait(ids, 0)
-            now = time.monotonic()
-            if found or now >= deadline:
-                return found
-            interval = (
-                self.reconcile_interval_seconds
-                if self._events.is_connected
-                else DISCONNECTED_RECONCILE_SECONDS
-            )
-            if now - self._last_reconcile >= interval:
-                self._reconcile(refs)
-                continue
-            self._board.wait(ids, min(deadline, self._last_reconcile + interval) - now)
+        return self._tracker.wait(list(refs), timeout_seconds)
+
+    def _list_states(self) -> dict[str, str]:
+        rows = self._client().api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=1"})
+        return {row["Id"]: row.get("State") or "" for row in rows}
+
+    def _inspect(self, container_id: str) -> dict[str, Any]:
+        attrs: dict[str, Any] = self._client().api.inspect_container(container_id)
+        return attrs
 
     # --- output -----------------------------------------------------------
 
@@ -582,24 +484,15 @@ class DockerExecutor(Executor):
         Reading stops after ``log_read_timeout_seconds``; the marker then
         gives a lower bound of what was left out.
         """
-        buffers = {_STDOUT: CappedBuffer(max_bytes), _STDERR: CappedBuffer(max_bytes)}
         deadline = time.monotonic() + self.log_read_timeout_seconds
-        is_complete = True
         response = self._open_logs(ref.container_id, follow=False)
         try:
-            for stream, payload in iter_frames(
-                response.raw.stream(READ_CHUNK_BYTES, decode_content=False)
-            ):
-                buffers.get(stream, buffers[_STDOUT]).feed(payload)
-                if time.monotonic() > deadline:
-                    is_complete = False
-                    break
+            chunks = response.raw.stream(READ_CHUNK_BYTES, decode_content=False)
+            out, err = read_capped(chunks, max_bytes, deadline)
         except Exception as exc:
             raise translate_error(exc, f"logs of job {ref.job_id}") from exc
         finally:
             self._close_stream(response)
-        out = buffers[_STDOUT].result(is_complete)
-        err = buffers[_STDERR].result(is_complete)
         return Logs(out.text, err.text, out.is_truncated, err.is_truncated)
 
     def follow_progress(self, ref: ContainerRef, callback: ProgressCallback) -> None:
@@ -617,16 +510,12 @@ class DockerExecutor(Executor):
                     "Progress callback failed for job %s", ref.job_id, extra={"job_id": ref.job_id}
                 )
 
-        splitters = {_STDOUT: LineSplitter(report), _STDERR: LineSplitter(report)}
         try:
             response = self._open_logs(ref.container_id, follow=True)
         except ContainerNotFoundError:
             return
         try:
-            for stream, payload in iter_frames(
-                response.raw.stream(READ_CHUNK_BYTES, decode_content=False)
-            ):
-                splitters.get(stream, splitters[_STDOUT]).feed(payload)
+            report_progress(response.raw.stream(READ_CHUNK_BYTES, decode_content=False), report)
         except Exception as exc:
             logger.debug("Progress stream of %s ended: %s", ref.container_id[:12], exc)
         finally:
@@ -666,9 +555,7 @@ class DockerExecutor(Executor):
                 raise translate_error(exc, f"removal of job {ref.job_id}") from exc
         except Exception as exc:
             raise translate_error(exc, f"removal of job {ref.job_id}") from exc
-        with self._lock:
-            self._seen.discard(ref.container_id)
-        self._board.forget(ref.container_id)
+        self._tracker.forget(ref.container_id)
 
     def _remove_quietly(self, container_id: str) -> None:
         try:
@@ -690,7 +577,7 @@ class DockerExecutor(Executor):
 
     def close(self) -> None:
         """Stop the events thread, close open log streams and the connections."""
-        self._events.close()
+        self._tracker.close()
         with self._lock:
             streams, clients = list(self._streams), list(self._clients.values())
             self._clients.clear()

@@ -1,4 +1,10 @@
-"""One background thread per Docker host that follows the engine's events stream.
+"""Completion of Docker containers: one events stream per host, and reconciliation.
+
+:class:`CompletionTracker` posts each ended container on a
+:class:`~container_manager.executors.completion.CompletionBoard`, from the
+``die`` events of one background stream per host, and looks at the engine
+itself (one list call) for a container seen for the first time and then every
+``reconcile_interval_seconds``, so nothing is lost when an event is missed.
 
 :class:`EventFollower` knows nothing of Docker's SDK: it is given a function
 that opens the stream (``since`` a time, so events missed while
@@ -16,11 +22,20 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from container_manager.executors.base import ContainerRef, ExitStatus
+from container_manager.executors.completion import CompletionBoard
+from container_manager.executors.docker_streams import ref_from_labels, status_from_inspect
+
 logger = logging.getLogger(__name__)
 
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
 JOIN_TIMEOUT_SECONDS = 5.0
+#: Reconcile this often while the events stream is down.
+DISCONNECTED_RECONCILE_SECONDS = 2.0
+#: How long a first wait gives the stream to open before looking anyway.
+CONNECT_WAIT_SECONDS = 2.0
+_ENDED_STATES = ("exited", "dead")
 
 
 class EventStream(Protocol):
@@ -44,7 +59,7 @@ class EventFollower:
         self._open_stream = open_stream
         self._on_event = on_event
         self._on_gap = on_gap
-        self._name = name
+        self.name = name
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stream: EventStream | None = None
@@ -57,16 +72,20 @@ class EventFollower:
         return self._connected.is_set()
 
     def ensure_started(self, wait_seconds: float = 0.0) -> bool:
-        """Start the thread once; wait up to ``wait_seconds`` for the stream to open.
+        """Start the thread once; when starting it, wait up to ``wait_seconds`` for the stream.
 
         Returns:
             True when the stream is open.
         """
         with self._lock:
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            is_starting = self._thread is None and not self._stop.is_set()
+            if is_starting:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
-        return self._connected.wait(wait_seconds) if wait_seconds > 0 else self.is_connected
+        # Only the first caller waits: later ones must not pay for a stream that is down.
+        if is_starting and wait_seconds > 0:
+            return self._connected.wait(wait_seconds)
+        return self.is_connected
 
     def close(self) -> None:
         """Stop the thread: close the stream it is blocked on and wait for it."""
@@ -86,7 +105,7 @@ class EventFollower:
             try:
                 stream = self._open_stream(since)
             except Exception as exc:
-                logger.warning("%s: cannot open the events stream: %s", self._name, exc)
+                logger.warning("%s: cannot open the events stream: %s", self.name, exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
@@ -105,7 +124,7 @@ class EventFollower:
                 self._stream = None
             self._close_quietly(stream)
             if not self._stop.is_set():
-                logger.warning("%s: events stream ended; reconnecting", self._name)
+                logger.warning("%s: events stream ended; reconnecting", self.name)
                 self._stop.wait(backoff)
 
     def _consume(self, stream: EventStream, opened_at: float) -> float:
@@ -117,10 +136,10 @@ class EventFollower:
                 try:
                     self._on_event(event)
                 except Exception:
-                    logger.exception("%s: handling event %s failed", self._name, event)
+                    logger.exception("%s: handling event %s failed", self.name, event)
         except Exception as exc:
             if not self._stop.is_set():
-                logger.warning("%s: events stream broke: %s", self._name, exc)
+                logger.warning("%s: events stream broke: %s", self.name, exc)
         # Whole seconds, and one back: replayed duplicates are harmless, gaps are not.
         return float(int(since) - 1)
 
@@ -130,3 +149,108 @@ class EventFollower:
             stream.close()
         except Exception as exc:
             logger.debug("Closing the events stream: %s", exc)
+
+
+class CompletionTracker:
+    """Tells which containers of one engine ended, without one poll per container.
+
+    Args:
+        open_stream: Opens the engine's ``die`` events of our containers, since a time.
+        list_states: Returns ``{container id: state}`` of our containers (one API call).
+        inspect: Returns a container's inspect data.
+        reconcile_interval_seconds: How often the engine is looked at anyway.
+        name: The thread's name.
+    """
+
+    def __init__(
+        self,
+        open_stream: Callable[[float | None], EventStream],
+        list_states: Callable[[], dict[str, str]],
+        inspect: Callable[[str], dict[str, Any]],
+        reconcile_interval_seconds: float,
+        name: str,
+    ) -> None:
+        self.board = CompletionBoard()
+        self._list_states = list_states
+        self._inspect = inspect
+        self._interval = reconcile_interval_seconds
+        self._lock = threading.Lock()
+        self._seen: set[str] = set()
+        self._last_reconcile = 0.0
+        self.follower = EventFollower(open_stream, self.on_event, self.board.wake, name)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Post the container of a ``die`` event, with its state as the engine reports it."""
+        actor = event.get("Actor") or {}
+        attributes = actor.get("Attributes") or {}
+        ref = ref_from_labels(actor.get("ID") or event.get("id") or "", attributes)
+        if ref is None:
+            return
+        try:
+            status = status_from_inspect(ref, self._inspect(ref.container_id))
+        except Exception as exc:  # removed already: the event's exit code is all there is
+            logger.debug("Inspect after die of %s failed: %s", ref.container_id, exc)
+            code = str(attributes.get("exitCode") or "")
+            status = ExitStatus(ref, int(code) if code.isdigit() else None)
+        self.post(status)
+
+    def post(self, status: ExitStatus) -> None:
+        """Record that a container ended."""
+        with self._lock:
+            self._seen.discard(status.ref.container_id)
+        self.board.post(status)
+
+    def forget(self, container_id: str) -> None:
+        """Drop what is known of a removed container."""
+        with self._lock:
+            self._seen.discard(container_id)
+        self.board.forget(container_id)
+
+    def reconcile(self, refs: list[ContainerRef]) -> None:
+        """Post the containers among ``refs`` that ended or vanished; log, never raise."""
+        self._last_reconcile = time.monotonic()
+        try:
+            states = self._list_states()
+            for ref in refs:
+                state = states.get(ref.container_id)
+                if state is None:
+                    self.post(ExitStatus(ref, None, error="container disappeared"))
+                elif state in _ENDED_STATES:
+                    self.post(status_from_inspect(ref, self._inspect(ref.container_id)))
+                else:
+                    with self._lock:
+                        self._seen.add(ref.container_id)
+        except Exception as exc:
+            logger.warning("%s: reconciliation failed: %s", self.follower.name, exc)
+
+    def wait(self, refs: list[ContainerRef], timeout_seconds: float) -> list[ExitStatus]:
+        """Wait until one of ``refs`` ended, or the timeout passes.
+
+        A ref seen for the first time is looked up at once (it may have ended
+        before the stream followed it); all are looked up again every
+        ``reconcile_interval_seconds``, and every 2 s while the stream is down.
+        """
+        ids = [ref.container_id for ref in refs]
+        deadline = time.monotonic() + max(0.0, timeout_seconds)
+        self.follower.ensure_started(wait_seconds=CONNECT_WAIT_SECONDS)
+        with self._lock:
+            new = [ref for ref in refs if ref.container_id not in self._seen]
+        new = [ref for ref in new if self.board.get(ref.container_id) is None]
+        if new:
+            self.reconcile(new)
+        while True:
+            found = self.board.wait(ids, 0)
+            now = time.monotonic()
+            if found or now >= deadline:
+                return found
+            interval = (
+                self._interval if self.follower.is_connected else DISCONNECTED_RECONCILE_SECONDS
+            )
+            if now - self._last_reconcile >= interval:
+                self.reconcile(refs)
+                continue
+            self.board.wait(ids, min(deadline, self._last_reconcile + interval) - now)
+
+    def close(self) -> None:
+        """Stop following the events stream."""
+        self.follower.close()

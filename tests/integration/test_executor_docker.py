@@ -288,3 +288,19 @@ def test_removed_running_container_is_reported_as_ended(docker_executor, make_sp
     status = wait_one(docker_executor, ref)
     assert time.monotonic() - started < WAIT_SECONDS
     assert status.exit_code in (None, 137)
+
+
+def test_reconciliation_finds_the_end_when_the_events_stream_is_down(docker_host, make_spec):
+    executor = DockerExecutor(docker_host)
+    executor._tracker.follower.close()  # as if the stream broke and never came back
+    try:
+        ref = executor.launch(make_spec("sleep 0.5; exit 6"))
+        assert executor.wait_finished([ref], 0) == []
+        started = time.monotonic()
+        status = wait_one(executor, ref, 10)
+        assert status.exit_code == 6
+        assert time.monotonic() - started < 5
+    finally:
+        for leftover in executor.list_managed():
+            executor.remove(leftover)
+        executor.close()
