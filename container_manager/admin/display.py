@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from container_manager.admin.filters import priority_band
 
 #: Characters of ``last_error`` shown in the job list (the rest is in the tooltip).
-ERROR_PREVIEW_CHARS = 80
+ERROR_PREVIEW_CHARS = 60
 
 _PRIORITY_ARROWS = {"high": "▲", "normal": "●", "low": "▼"}
 _QUEUE_STATUS_LABELS = {
@@ -48,8 +49,9 @@ def progress_bar(percent: int, caption: str = "") -> SafeString:
     """A bar filled to ``percent`` (0-100), with an optional caption after it."""
     percent = max(0, min(100, int(percent)))
     return format_html(
-        '<span class="cm-progress" title="{}%"><span class="cm-progress-fill" '
-        'style="width: {}%"></span></span> <span class="cm-progress-text">{}%{}</span>',
+        '<span class="cm-nowrap"><span class="cm-progress" title="{}%"><span '
+        'class="cm-progress-fill" style="width: {}%"></span></span> '
+        '<span class="cm-progress-text">{}%{}</span></span>',
         percent,
         percent,
         percent,
@@ -94,7 +96,7 @@ def error_preview(code: str, message: str) -> SafeString | str:
         return "-"
     short = message if len(message) <= ERROR_PREVIEW_CHARS else message[:ERROR_PREVIEW_CHARS] + "…"
     return format_html(
-        '<span class="cm-error" title="{}"><code>{}</code> {}</span>', message, code, short
+        '<span class="cm-error" title="{}"><code>{}</code><br>{}</span>', message, code, short
     )
 
 
@@ -103,3 +105,23 @@ def pre(text: str, empty: str = "(no output)") -> SafeString:
     if not text:
         return format_html('<span class="cm-empty">{}</span>', empty)
     return format_html('<pre class="cm-output">{}</pre>', text)
+
+
+def short_time(value: datetime | None) -> SafeString | str:
+    """A compact time for list columns: ``14:05:09`` today, ``Nov 21 14:05`` before.
+
+    The full date and time are in the tooltip and the ``datetime`` attribute.
+    """
+    if value is None:
+        return "-"
+    local = timezone.localtime(value)
+    if local.date() == timezone.localdate():
+        text = local.strftime("%H:%M:%S")
+    else:
+        text = local.strftime("%b %d %H:%M").replace(" 0", " ")
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        value.isoformat(),
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        text,
+    )

@@ -36,7 +36,7 @@ class ExecutorHostAdmin(admin.ModelAdmin):
         "availability",
         "capacity_in_use",
         "health_badge",
-        "last_health_check_at",
+        "last_check",
         "weight",
     )
     list_filter = ("executor_type", "is_active", "is_paused", "health_status")
@@ -60,6 +60,10 @@ class ExecutorHostAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .annotate(active_jobs=Count("jobs", filter=_HOLDING_ON_HOST))
         )
+
+    @admin.display(description="last health check", ordering="last_health_check_at")
+    def last_check(self, host: ExecutorHost) -> SafeString | str:
+        return display.short_time(host.last_health_check_at)
 
     @admin.display(description="availability", ordering="is_paused")
     def availability(self, host: ExecutorHost) -> SafeString:

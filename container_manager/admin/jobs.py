@@ -82,9 +82,9 @@ class ContainerJobAdmin(JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
         "priority_display",
         "queue",
         "host",
-        "queued_at",
-        "launched_at",
-        "completed_at",
+        "queued_time",
+        "launched_time",
+        "completed_time",
         "duration_display",
         "retries_display",
         "last_error_preview",
@@ -102,6 +102,8 @@ class ContainerJobAdmin(JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
     search_fields = ("name", "command", "image")
     search_help_text = "Name, command or image; a number also matches the job id."
     list_select_related = ("host",)
+    # Facet counts run one COUNT per filter choice over the whole table.
+    show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
     paginator = EstimatedCountPaginator
     # The unfiltered total would be a second COUNT(*) over the whole table.
@@ -109,11 +111,15 @@ class ContainerJobAdmin(JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
     ordering = ("-created_at", "-id")
     readonly_fields = STATE_FIELDS + ERROR_FIELDS + OUTPUT_FIELDS
     fieldsets = (
-        ("What to run", {"fields": SPEC_FIELDS}),
-        ("Queue", {"fields": QUEUE_FIELDS}),
         ("State", {"fields": STATE_FIELDS}),
         ("Error", {"fields": ERROR_FIELDS}),
         ("Output", {"fields": OUTPUT_FIELDS}),
+        ("What to run", {"fields": SPEC_FIELDS}),
+        ("Queue", {"fields": QUEUE_FIELDS}),
+    )
+    add_fieldsets = (
+        ("What to run", {"fields": SPEC_FIELDS}),
+        ("Queue", {"fields": QUEUE_FIELDS}),
     )
     change_form_template = "admin/container_manager/containerjob/change_form.html"
     change_list_template = "admin/container_manager/containerjob/change_list.html"
@@ -148,6 +154,10 @@ class ContainerJobAdmin(JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
         if lookup == "worker_id":
             return True
         return super().lookup_allowed(lookup, value, request)  # type: ignore[arg-type]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        """A new job shows only what to run and how to queue it; a stored one its state first."""
+        return self.add_fieldsets if obj is None else self.fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         """The spec and queue fields turn read-only once the job launched or ended."""
@@ -236,6 +246,18 @@ class ContainerJobAdmin(JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
     @admin.display(description="priority", ordering="-priority")
     def priority_display(self, job: ContainerJob) -> SafeString:
         return display.priority_indicator(job.priority)
+
+    @admin.display(description="queued", ordering="queued_at")
+    def queued_time(self, job: ContainerJob) -> SafeString | str:
+        return display.short_time(job.queued_at)
+
+    @admin.display(description="launched", ordering="launched_at")
+    def launched_time(self, job: ContainerJob) -> SafeString | str:
+        return display.short_time(job.launched_at)
+
+    @admin.display(description="completed", ordering="completed_at")
+    def completed_time(self, job: ContainerJob) -> SafeString | str:
+        return display.short_time(job.completed_at)
 
     @admin.display(description="duration")
     def duration_display(self, job: ContainerJob) -> str:

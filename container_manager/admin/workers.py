@@ -61,11 +61,9 @@ class WorkerAdmin(admin.ModelAdmin):
 
     list_display = (
         "worker_id",
-        "hostname",
-        "pid",
         "alive_badge",
         "status",
-        "last_heartbeat_at",
+        "last_heartbeat",
         "heartbeat_age",
         "held",
         "queues_display",
@@ -74,6 +72,7 @@ class WorkerAdmin(admin.ModelAdmin):
         "jobs_finished",
     )
     list_filter = (AliveFilter, "status", "hostname")
+    show_facets = admin.ShowFacets.NEVER
     search_fields = ("worker_id", "hostname")
     readonly_fields = (
         "worker_id",
@@ -117,6 +116,10 @@ class WorkerAdmin(admin.ModelAdmin):
         if is_alive(worker):
             return display.badge("alive", "yes", "Alive")
         return display.badge("alive", "no", "Not alive")
+
+    @admin.display(description="last heartbeat", ordering="last_heartbeat_at")
+    def last_heartbeat(self, worker: Worker) -> SafeString | str:
+        return display.short_time(worker.last_heartbeat_at)
 
     @admin.display(description="heartbeat age")
     def heartbeat_age(self, worker: Worker) -> str:
