@@ -214,11 +214,28 @@ class LocalProcessExecutor(Executor):
         return self._board.wait([ref.container_id for ref in refs], timeout_seconds)
 
     def logs(self, ref: ContainerRef, max_bytes: int) -> Logs:
-        """Read back stdout and stderr, each cut at ``max_bytes`` with a marker."""
-        process = self._get(ref)
-        stdout = read_capped_file(process.directory / STDOUT_FILE, max_bytes)
-        stderr = read_capped_file(process.directory / STDERR_FILE, max_bytes)
+        """Read back stdout and stderr, each cut at ``max_bytes`` with a marker.
+
+        Works for a process of another executor of this machine too (the web
+        process showing a worker's job), as long as its directory exists.
+
+        Raises:
+            ContainerNotFoundError: Its directory is gone (removed).
+        """
+        with self._lock:
+            process = self._by_id.get(ref.container_id)
+        directory = process.directory if process else self._directory_of(ref)
+        if not directory.is_dir():
+            raise ContainerNotFoundError(f"No output of local process {ref.container_id}")
+        stdout = read_capped_file(directory / STDOUT_FILE, max_bytes)
+        stderr = read_capped_file(directory / STDERR_FILE, max_bytes)
         return Logs(stdout.text, stderr.text, stdout.is_truncated, stderr.is_truncated)
+
+    def _directory_of(self, ref: ContainerRef) -> Path:
+        """Where a process's files are, from its id ("pid-<pid>-<directory name>")."""
+        _, _, name = ref.container_id.partition("-")[2].partition("-")
+        root = Path(self._output_root or tempfile.gettempdir())
+        return root / Path(name).name if name else root / "missing"
 
     def _signal(self, process: _Process, signum: int) -> bool:
         # Only while the leader is unreaped: after that its pid could be reused.

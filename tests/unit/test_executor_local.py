@@ -8,7 +8,11 @@ import time
 
 import pytest
 
-from container_manager.exceptions import ExecutorError, InvalidLaunchSpecError
+from container_manager.exceptions import (
+    ContainerNotFoundError,
+    ExecutorError,
+    InvalidLaunchSpecError,
+)
 from container_manager.executors.base import ContainerRef
 from container_manager.executors.local import LocalProcessExecutor
 
@@ -148,3 +152,16 @@ def test_pause_of_an_ended_process_is_an_error(local_executor, make_spec):
     wait_one(local_executor, ref)
     with pytest.raises(ExecutorError, match="not running"):
         local_executor.pause(ref)
+
+
+def test_another_executor_of_the_machine_reads_the_output(local_host, local_executor, make_spec):
+    ref = local_executor.launch(make_spec("echo shown elsewhere"))
+    wait_one(local_executor, ref)
+    web_process = LocalProcessExecutor(local_host)
+    try:
+        assert web_process.logs(ref, 1000).stdout == "shown elsewhere\n"
+        local_executor.remove(ref)
+        with pytest.raises(ContainerNotFoundError):
+            web_process.logs(ref, 1000)
+    finally:
+        web_process.close()
