@@ -3,7 +3,8 @@
 ``queue.py`` of the seeds became this package, split by responsibility:
 
 - :mod:`.manager`   the class, and the seed's queue operations (queue, dequeue, ready jobs, retry);
-- :mod:`.claims`    atomic multi-worker acquisition, leases, takeover of expired jobs;
+- :mod:`.claims`    atomic multi-worker acquisition under the host and queue limits;
+- :mod:`.leases`    lease renewal, release, takeover and requeue of expired jobs;
 - :mod:`.launching` launch, retry on transient errors, batches;
 - :mod:`.control`   pause, resume and cancel of queues, hosts and jobs;
 - :mod:`.reporting` queue statistics and worker metrics.

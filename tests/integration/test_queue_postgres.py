@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.queue import JobQueueManager, queue_manager
+from container_manager.queue.claims import CLAIM_LOCK_KEY
 from container_manager.states import JobStatus
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -142,7 +144,7 @@ def test_ready_query_uses_the_partial_ready_index():
         ContainerJob(
             command="echo", image="busybox", status=JobStatus.COMPLETED, queued_at=now, priority=50
         )
-        for _ in range(20000)
+        for _ in range(10000)
     ]
     ready = [
         ContainerJob(
@@ -161,3 +163,44 @@ def test_ready_query_uses_the_partial_ready_index():
     assert "cm_job_ready_idx" in plan, plan
     assert "Seq Scan on container_manager_containerjob" not in plan, plan
     assert [j.priority for j in queue_manager.get_ready_jobs(limit=3)] == [99, 99, 98]
+    # The claim's own SELECT ... FOR UPDATE SKIP LOCKED uses it too.
+    ExecutorHost.objects.create(name="h", executor_type="process")
+    with CaptureQueriesContext(connection) as queries:
+        assert len(queue_manager.claim_jobs("w1", 5)) == 5
+    [locking] = [q["sql"] for q in queries if "SKIP LOCKED" in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + locking)
+        claim_plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "cm_job_ready_idx" in claim_plan, claim_plan
+    assert "Seq Scan on container_manager_containerjob" not in claim_plan, claim_plan
+
+
+def test_launch_next_batch_gives_up_when_the_claim_lock_is_held_past_its_timeout():
+    ExecutorHost.objects.create(name="h", executor_type="process")
+    job = ContainerJob.objects.create(command="echo")
+    queue_manager.queue_job(job)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_claim_lock():
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIM_LOCK_KEY])
+            locked.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold_claim_lock, daemon=True)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        begin = time.monotonic()
+        result = JobQueueManager(worker_id="w1", job_service=object()).launch_next_batch(
+            max_concurrent=1, timeout=1
+        )
+        elapsed = time.monotonic() - begin
+    finally:
+        release.set()
+        holder.join(10)
+    assert result["launched"] == 0
+    assert result["errors"][0].startswith("Could not acquire jobs within 1 s")
+    assert 0.9 < elapsed < 5
+    assert ContainerJob.objects.get(pk=job.pk).status == JobStatus.QUEUED
