@@ -43,12 +43,11 @@ def test_first_wait_returns_at_once_and_later_waits_time_out(manager):
     assert manager.wait_for_work(POLL_SECONDS) is True
     begin = time.monotonic()
     assert manager.wait_for_work(0.05) is False
-    assert time.monotonic() - begin >= 0.05
+    assert time.monotonic() - begin >= 0.045
 
 
 def test_interrupt_wakes_a_waiter_at_once_without_work(manager):
     result, thread = wait_in_thread(manager, POLL_SECONDS)
-    time.sleep(0.05)  # let the thread reach select(); a wake before it is kept anyway
     manager.interrupt()
     thread.join(POLL_SECONDS)
     assert result["value"] is False
