@@ -202,10 +202,20 @@ class ClaimMixin(ManagerBase):
         if connection.vendor != "postgresql":
             return
         with connection.cursor() as cursor:
-            if lock_timeout_seconds is not None:
-                milliseconds = max(int(lock_timeout_seconds * 1000), 1)
-                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{milliseconds}ms"])
+            if lock_timeout_seconds is None:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIM_LOCK_KEY])
+                return
+            # Bound the wait for this lock only, then restore the caller's
+            # setting (set_config(..., true) would last to the end of an outer
+            # transaction).
+            milliseconds = max(int(lock_timeout_seconds * 1000), 1)
+            cursor.execute(
+                "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+                [f"{milliseconds}ms"],
+            )
+            previous = cursor.fetchone()[0]
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIM_LOCK_KEY])
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
 
     def _lock_rows(self, qs: QuerySet[ContainerJob]) -> QuerySet[ContainerJob]:
         if connections[self.using].features.has_select_for_update_skip_locked:

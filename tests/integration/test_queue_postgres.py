@@ -168,11 +168,21 @@ def test_ready_query_uses_the_partial_ready_index():
     with CaptureQueriesContext(connection) as queries:
         assert len(queue_manager.claim_jobs("w1", 5)) == 5
     [locking] = [q["sql"] for q in queries if "SKIP LOCKED" in q["sql"]]
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + locking)
-        claim_plan = "\n".join(row[0] for row in cursor.fetchall())
+    claim_plan = explain(locking)
     assert "cm_job_ready_idx" in claim_plan, claim_plan
     assert "Seq Scan on container_manager_containerjob" not in claim_plan, claim_plan
+    # Neither do the claim's capacity counts scan the finished jobs.
+    counts = [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()]
+    assert counts
+    for sql in counts:
+        plan = explain(sql)
+        assert "Seq Scan on container_manager_containerjob" not in plan, plan
+
+
+def explain(sql):
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql)
+        return "\n".join(row[0] for row in cursor.fetchall())
 
 
 def test_launch_next_batch_gives_up_when_the_claim_lock_is_held_past_its_timeout():
