@@ -299,11 +299,15 @@ class JobService:
     ) -> dict[str, Any]:
         now = timezone.now()
         code = exit_status.exit_code
+        ended = exit_status.finished_at or now
+        if job.started_at is not None and ended < job.started_at:
+            # The engine's clock, or a container that ended before we recorded its start.
+            ended = now
         fields: dict[str, Any] = {
             "exit_code": code,
             "stdout": logs.stdout,
             "stderr": logs.stderr,
-            "completed_at": exit_status.finished_at or now,
+            "completed_at": ended,
             "worker_id": "",
             "lease_expires_at": None,
         }
