@@ -7,18 +7,8 @@ one events stream per host (:mod:`~container_manager.executors.docker_events`)
 with a periodic reconciliation as a safety net; and it reads output as a
 stream, keeping at most the cap per stream.
 
-Host options (``ExecutorHost.executor_config``), all optional::
-
-    {
-        "tls": {"ca_cert": "/certs/ca.pem", "client_cert": "/certs/cert.pem",
-                "client_key": "/certs/key.pem", "verify": true},
-        "default_network": "none",
-        "api_timeout_seconds": 10,
-        "pull_timeout_seconds": 600,
-        "reconcile_interval_seconds": 30,
-        "log_read_timeout_seconds": 60,
-        "registry_auth": {"username": "...", "password": "..."}
-    }
+Host options (``ExecutorHost.executor_config``: ``tls``, ``default_network``,
+timeouts, ``registry_auth``) are listed in ``docs/executors.md``.
 
 Every SDK error leaves this module as an
 :class:`~container_manager.exceptions.ExecutorError` subclass with its
@@ -38,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import docker
 import docker.errors
 import requests
+import urllib3
 from docker.tls import TLSConfig
 from docker.types import CancellableStream
 from docker.utils import parse_repository_tag
@@ -128,7 +119,12 @@ def translate_error(exc: Exception, action: str) -> ExecutorError:
         return ExecutorError(message, transient=True if status in (502, 503, 504) else None)
     if "permission denied" in str(exc).lower():
         return ExecutorPermissionError(message)
-    if isinstance(exc, requests.exceptions.RequestException | docker.errors.DockerException):
+    if isinstance(
+        exc,
+        requests.exceptions.RequestException
+        | docker.errors.DockerException
+        | urllib3.exceptions.HTTPError,
+    ):
         return ExecutorUnavailableError(message)
     if isinstance(exc, OSError):
         return ExecutorUnavailableError(message)
@@ -452,8 +448,11 @@ class DockerExecutor(Executor):
         url = f"{api.base_url}/v{api.api_version}/containers/{container_id}/logs"
         params = {"stdout": 1, "stderr": 1, "follow": int(follow)}
         try:
+            # Following waits for output as long as the container runs; a plain
+            # read gives up when the engine sends nothing for api_timeout_seconds.
+            read_timeout = None if follow else self.api_timeout_seconds
             response = api.get(
-                url, params=params, stream=True, timeout=(self.api_timeout_seconds, None)
+                url, params=params, stream=True, timeout=(self.api_timeout_seconds, read_timeout)
             )
         except Exception as exc:
             raise translate_error(exc, f"logs of {container_id[:12]}") from exc
