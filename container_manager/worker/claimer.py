@@ -76,9 +76,7 @@ class Claimer:
         self._lock = threading.Lock()
         self._launching: dict[int, ContainerJob] = {}
         self._idle = threading.Condition(self._lock)
-        self._pool = LaunchPool(
-            min(worker.max_concurrent, MAX_LAUNCH_THREADS), name=f"launch-{worker.worker_id}"
-        )
+        self._pool: LaunchPool | None = None
 
     def __len__(self) -> int:
         with self._lock:
@@ -125,7 +123,12 @@ class Claimer:
     def _start(self, job: ContainerJob) -> None:
         with self._lock:
             self._launching[int(job.pk)] = job
-        self._pool.submit(lambda: self._launch(job))
+            if self._pool is None:
+                # Started on first use: a worker that never launches starts no thread.
+                size = min(self.worker.max_concurrent, MAX_LAUNCH_THREADS)
+                self._pool = LaunchPool(size, name=f"launch-{self.worker.worker_id}")
+            pool = self._pool
+        pool.submit(lambda: self._launch(job))
 
     def _launch(self, job: ContainerJob) -> None:
         worker = self.worker
@@ -165,4 +168,7 @@ class Claimer:
 
     def close(self) -> None:
         """Stop the launch threads once their queued tasks are done."""
-        self._pool.close()
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
