@@ -14,7 +14,6 @@ from container_manager.models import ContainerJob, JobQueue
 from container_manager.models.job import (
     PRIORITY_HIGH,
     PRIORITY_LOW,
-    PRIORITY_NORMAL,
     queue_status_q,
 )
 
@@ -27,10 +26,11 @@ QUEUE_STATUS_CHOICES: tuple[tuple[str, str], ...] = (
     ("launch_failed", "Launch Failed"),
 )
 
-#: Priority bands: a job is "high" from halfway between normal and high (65),
-#: "low" up to halfway between low and normal (35), "normal" in between.
-HIGH_BAND_MIN = (PRIORITY_NORMAL + PRIORITY_HIGH) // 2
-LOW_BAND_MAX = (PRIORITY_LOW + PRIORITY_NORMAL) // 2
+#: Priority bands: "high" from ``PRIORITY_HIGH`` (80, where the statistics'
+#: "high priority waiting" starts too), "low" up to ``PRIORITY_LOW`` (20),
+#: "normal" in between; "Set priority" puts a job in the band of its name.
+HIGH_BAND_MIN = PRIORITY_HIGH
+LOW_BAND_MAX = PRIORITY_LOW
 PRIORITY_BANDS: dict[str, Q] = {
     "high": Q(priority__gte=HIGH_BAND_MIN),
     "normal": Q(priority__gt=LOW_BAND_MAX, priority__lt=HIGH_BAND_MIN),

@@ -114,7 +114,7 @@ class ContainerJobAdmin(JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
         ("State", {"fields": STATE_FIELDS}),
         ("Error", {"fields": ERROR_FIELDS}),
         ("Output", {"fields": OUTPUT_FIELDS}),
-        ("What to run", {"fields": SPEC_FIELDS}),
+        ("What to run", {"fields": SPEC_FIELDS, "classes": ["collapse"]}),
         ("Queue", {"fields": QUEUE_FIELDS}),
     )
     add_fieldsets = (
