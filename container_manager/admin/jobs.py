@@ -142,11 +142,12 @@ class ContainerJobAdmin(JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[ContainerJob], search_term: str
     ) -> tuple[QuerySet[ContainerJob], bool]:
         """Search name, command and image; a number (``42`` or ``#42``) also matches the id."""
+        # The list filters are already applied to ``queryset``: the id match keeps them.
+        filtered = queryset
         queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         term = search_term.strip().lstrip("#")
         if term.isdigit() and len(term) < 19:
-            by_id = self.get_queryset(request).filter(pk=int(term))
-            queryset = queryset | by_id
+            queryset = queryset | filtered.filter(pk=int(term))
         return queryset, may_have_duplicates
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:

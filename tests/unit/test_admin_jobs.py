@@ -191,6 +191,8 @@ def test_search_by_number_matches_the_job_id(admin_client_cm):
     for term in (str(target.pk), f"#{target.pk}"):
         assert target.pk in listed_ids(admin_client_cm.get(reverse(CHANGELIST), {"q": term}))
     assert listed_ids(admin_client_cm.get(reverse(CHANGELIST), {"q": "999999"})) == []
+    filtered = {"q": str(target.pk), "status__exact": "failed"}
+    assert listed_ids(admin_client_cm.get(reverse(CHANGELIST), filtered)) == []
 
 
 def test_list_is_ordered_newest_first_and_sortable_by_priority(admin_client_cm):
