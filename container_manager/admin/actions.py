@@ -36,6 +36,10 @@ JOB_PERMISSIONS: dict[str, str] = {
     "pause": "container_manager.change_containerjob",
     "logs": "container_manager.view_containerjob",
 }
+#: Most jobs one bulk action handles; each job is one guarded UPDATE (and,
+#: for a running one, a call to its host), so "select all" on a million-row
+#: list is refused rather than run for minutes inside one request.
+MAX_BULK_JOBS = 10_000
 #: Jobs named one by one in a message; the rest are counted.
 MAX_NAMED_JOBS = 20
 #: Statuses whose priority still matters: the job may yet wait in the queue.
@@ -185,6 +189,14 @@ class JobActionsMixin:
         self, request: HttpRequest, queryset: QuerySet[ContainerJob], op: Operation, verb: str
     ) -> Outcome:
         jobs = queryset.select_related("host").defer("stdout", "stderr").order_by("pk")
+        if jobs[: MAX_BULK_JOBS + 1].count() > MAX_BULK_JOBS:
+            self.message_user(  # type: ignore[attr-defined]
+                request,
+                f"Select at most {MAX_BULK_JOBS:,} jobs for one action; "
+                "narrow the list with the filters first.",
+                messages.ERROR,
+            )
+            return Outcome()
         outcome = apply_to_jobs(jobs, op, verb)
         report(self, request, outcome, verb)  # type: ignore[arg-type]
         return outcome

@@ -233,3 +233,15 @@ def test_buttons_need_the_csrf_token():
     job = make_job()
     assert press(client, job, "queue", follow=False).status_code == 403
     assert status(job) == JobStatus.PENDING
+
+
+def test_bulk_action_refuses_more_jobs_than_the_limit(admin_client_cm, monkeypatch):
+    from container_manager.admin import actions
+
+    monkeypatch.setattr(actions, "MAX_BULK_JOBS", 2)
+    jobs = [make_job() for _ in range(3)]
+    response = run_action(admin_client_cm, "queue_selected_jobs", *jobs)
+    assert messages_of(response) == [
+        "Select at most 2 jobs for one action; narrow the list with the filters first."
+    ]
+    assert {status(job) for job in jobs} == {JobStatus.PENDING}
