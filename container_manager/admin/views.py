@@ -177,15 +177,13 @@ class JobViewsMixin:
         }
         return TemplateResponse(request, "admin/container_manager/containerjob/logs.html", context)
 
-    @staticmethod
-    def _json_view(request: HttpRequest, job: ContainerJob) -> JsonResponse:
-        # admin_view already marks every admin response as never cached.
-        return JsonResponse(read_output(job))
-
     def logs_json_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
-        """The log view's data, as JSON (see :func:`read_output`)."""
+        """The log view's data, as JSON (see :func:`read_output`); never cached.
+
+        ``admin_site.admin_view`` marks every admin response ``no-store``.
+        """
         self._check(request, "logs")
-        return self._json_view(request, self._job(request, object_id))
+        return JsonResponse(read_output(self._job(request, object_id)))
 
     def job_operation_view(
         self, request: HttpRequest, object_id: str, operation: str
