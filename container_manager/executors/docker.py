@@ -418,7 +418,7 @@ class DockerExecutor(Executor):
         return self._client().api.events(
             since=since,
             decode=True,
-            filters={"type": "container", "event": ["die"], "label": f"{LABEL_MANAGED}=1"},
+            filters={"type": "container", "event": ["die", "oom"], "label": f"{LABEL_MANAGED}=1"},
         )
 
     def wait_finished(

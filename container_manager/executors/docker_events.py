@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any, Protocol
 
 from container_manager.executors.base import ContainerRef, ExitStatus
@@ -35,6 +36,9 @@ JOIN_TIMEOUT_SECONDS = 5.0
 DISCONNECTED_RECONCILE_SECONDS = 2.0
 #: How long a first wait gives the stream to open before looking anyway.
 CONNECT_WAIT_SECONDS = 2.0
+#: How long the end of a memory-limited container killed by SIGKILL waits for
+#: the engine's "oom" event before it is reported as not OOM-killed.
+OOM_GRACE_SECONDS = 1.0
 _ENDED_STATES = ("exited", "dead")
 
 
@@ -176,23 +180,64 @@ class CompletionTracker:
         self._interval = reconcile_interval_seconds
         self._lock = threading.Lock()
         self._seen: set[str] = set()
+        self._oom_killed: dict[str, float] = {}
+        self._deferred: dict[str, ExitStatus] = {}
         self._last_reconcile = 0.0
         self.follower = EventFollower(open_stream, self.on_event, self.board.wake, name)
 
     def on_event(self, event: dict[str, Any]) -> None:
-        """Post the container of a ``die`` event, with its state as the engine reports it."""
+        """Handle an ``oom`` or ``die`` event of one of our containers."""
         actor = event.get("Actor") or {}
         attributes = actor.get("Attributes") or {}
         ref = ref_from_labels(actor.get("ID") or event.get("id") or "", attributes)
         if ref is None:
             return
+        if (event.get("Action") or event.get("status")) == "oom":
+            self._on_oom(ref.container_id)
+            return
         try:
-            status = status_from_inspect(ref, self._inspect(ref.container_id))
+            attrs = self._inspect(ref.container_id)
         except Exception as exc:  # removed already: the event's exit code is all there is
             logger.debug("Inspect after die of %s failed: %s", ref.container_id, exc)
             code = str(attributes.get("exitCode") or "")
-            status = ExitStatus(ref, int(code) if code.isdigit() else None)
+            self.post(ExitStatus(ref, int(code) if code.isdigit() else None))
+            return
+        status = self._with_oom(status_from_inspect(ref, attrs))
+        memory_limit = (attrs.get("HostConfig") or {}).get("Memory") or 0
+        if status.exit_code == 137 and not status.is_oom_killed and memory_limit > 0:
+            # The engine may handle the exit before the OOM notice and then never
+            # set OOMKilled; its "oom" event still comes. Give it a moment.
+            with self._lock:
+                self._deferred[ref.container_id] = status
+            timer = threading.Timer(OOM_GRACE_SECONDS, self._flush, (ref.container_id,))
+            timer.daemon = True
+            timer.start()
+            return
         self.post(status)
+
+    def _on_oom(self, container_id: str) -> None:
+        with self._lock:
+            self._oom_killed[container_id] = time.monotonic()
+            deferred = self._deferred.pop(container_id, None)
+            # Keep the record small: OOM notices older than an hour are of no use.
+            stale = [cid for cid, at in self._oom_killed.items() if at < time.monotonic() - 3600]
+            for cid in stale:
+                del self._oom_killed[cid]
+        if deferred is not None:
+            self.post(replace(deferred, is_oom_killed=True))
+
+    def _flush(self, container_id: str) -> None:
+        with self._lock:
+            deferred = self._deferred.pop(container_id, None)
+        if deferred is not None:
+            self.post(self._with_oom(deferred))
+
+    def _with_oom(self, status: ExitStatus) -> ExitStatus:
+        with self._lock:
+            is_oom = status.ref.container_id in self._oom_killed
+        return (
+            replace(status, is_oom_killed=True) if is_oom and not status.is_oom_killed else status
+        )
 
     def post(self, status: ExitStatus) -> None:
         """Record that a container ended."""
@@ -204,6 +249,7 @@ class CompletionTracker:
         """Drop what is known of a removed container."""
         with self._lock:
             self._seen.discard(container_id)
+            self._oom_killed.pop(container_id, None)
         self.board.forget(container_id)
 
     def reconcile(self, refs: list[ContainerRef]) -> None:
@@ -216,7 +262,8 @@ class CompletionTracker:
                 if state is None:
                     self.post(ExitStatus(ref, None, error="container disappeared"))
                 elif state in _ENDED_STATES:
-                    self.post(status_from_inspect(ref, self._inspect(ref.container_id)))
+                    status = status_from_inspect(ref, self._inspect(ref.container_id))
+                    self.post(self._with_oom(status))
                 else:
                     with self._lock:
                         self._seen.add(ref.container_id)

@@ -159,3 +159,36 @@ def test_invalid_host_configuration_is_refused(config):
     )
     with pytest.raises(ConfigurationError):
         DockerExecutor(host)
+
+
+def killed_tracker():
+    inspected = {"State": {"ExitCode": 137, "OOMKilled": False}, "HostConfig": {"Memory": 1 << 24}}
+    return CompletionTracker(
+        open_stream=lambda since: FakeStream([]),
+        list_states=dict,
+        inspect=lambda cid: inspected,
+        reconcile_interval_seconds=30,
+        name="test",
+    )
+
+
+def container_event(action):
+    attributes = {LABEL_JOB: "7", LABEL_ATTEMPT: "1"}
+    return {"Action": action, "Actor": {"ID": "abc", "Attributes": attributes}}
+
+
+@pytest.mark.parametrize("order", [("oom", "die"), ("die", "oom")])
+def test_an_oom_notice_marks_the_kill_as_oom_whatever_the_order(order):
+    tracker = killed_tracker()
+    for action in order:
+        tracker.on_event(container_event(action))
+    [status] = tracker.board.wait(["abc"], 5)
+    assert (status.exit_code, status.is_oom_killed) == (137, True)
+
+
+def test_a_kill_without_oom_notice_is_reported_after_the_grace_period():
+    tracker = killed_tracker()
+    tracker.on_event(container_event("die"))
+    assert tracker.board.get("abc") is None
+    [status] = tracker.board.wait(["abc"], 5)
+    assert (status.exit_code, status.is_oom_killed) == (137, False)
