@@ -6,8 +6,9 @@ module is where the two meet:
 
 - :meth:`JobService.launch_job` starts the container of a claimed job and
   answers with a :class:`LaunchResult`; it writes no state except the launch
-  steps the executor reports (``preparing``, ``pulling``). The queue records
-  the outcome (``running``, ``retrying`` or ``failed``).
+  steps (``preparing`` when it starts, ``pulling`` when the executor reports
+  a pull). The queue records the outcome (``running``, ``retrying`` or
+  ``failed``).
 - :meth:`JobService.finish_job` stores how a container ended: exit code,
   output capped at ``LOG_MAX_BYTES``, the final status, then applies
   ``CONTAINER_RETENTION``.
@@ -122,8 +123,9 @@ class JobService:
         """Start the container of a claimed job's current attempt.
 
         Idempotent per attempt (the executor finds a container of this job
-        and attempt instead of starting a second one). Any exception is caught
-        and classified; nothing is raised.
+        and attempt instead of starting a second one). The job moves to
+        ``preparing`` first, and to ``pulling`` while the executor pulls its
+        image. Any exception is caught and classified; nothing is raised.
 
         Args:
             job: A job claimed by a worker: ``host`` set, ``attempt`` incremented.
@@ -137,6 +139,8 @@ class JobService:
         try:
             executor = get_executor(job.host)
             spec = LaunchSpec.from_job(job)
+            # Claimed jobs are "validating"; from here the container is being made.
+            self._record_step(job, "preparing")
             ref = executor.launch(spec, on_step=lambda step: self._record_step(job, step))
         except Exception as exc:
             found = classify(exc)

@@ -275,3 +275,28 @@ def test_sigusr1_prints_queue_and_worker_status(workers, host, cleanup, docker_e
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
     assert docker_engine.api.inspect_container(job.container_id)["State"]["Running"]
+
+
+def test_progress_lines_and_timeouts_are_handled_by_the_worker(
+    workers, host, cleanup, docker_engine
+):
+    (reporting,) = queue_jobs(1, host, "echo '::progress 40 Loading data'; sleep 30", name="p")
+    (slow,) = queue_jobs(1, host, "sleep 60", name="slow", timeout_seconds=2)
+    cleanup.extend([reporting, slow])
+    worker = workers("--worker-id=progress-worker")
+
+    wait_until(
+        lambda: ContainerJob.objects.filter(
+            pk=reporting.pk, progress=40, current_step="Loading data"
+        ).exists(),
+        15,
+        what="progress written",
+    )
+    wait_until(all_done([slow], JobStatus.TIMEOUT), 15, what="slow job timed out")
+
+    slow.refresh_from_db()
+    assert (slow.error_code, slow.worker_id) == ("SYSTEM_TIMEOUT", "")
+    assert not docker_engine.api.inspect_container(slow.container_id)["State"]["Running"]
+    worker.wait_for_line(rf"Job {slow.pk} timed out after 2 s")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(20) == 0

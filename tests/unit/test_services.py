@@ -41,7 +41,7 @@ def running_job(host, executor, **fields):
 # Launch --------------------------------------------------------------------------
 
 
-def test_launch_returns_the_container_and_writes_no_state(fake_host, fake_executor):
+def test_launch_returns_the_container_and_only_records_the_preparing_step(fake_host, fake_executor):
     job = claimed_job(fake_host)
 
     result = job_service.launch_job(job)
@@ -50,18 +50,30 @@ def test_launch_returns_the_container_and_writes_no_state(fake_host, fake_execut
     assert result.ref == ContainerRef(job.pk, 1, result.container_id)
     assert fake_executor.launches[0].job_id == job.pk
     job.refresh_from_db()
-    assert job.status == JobStatus.VALIDATING
+    assert job.status == JobStatus.PREPARING
+    assert job.current_step == "Preparing"
 
 
 def test_launch_records_the_steps_the_executor_reports(fake_host, fake_executor):
-    fake_executor.steps = ["pulling", "preparing", "unknown-step"]
+    seen = []
+    fake_executor.steps = ["pulling", "unknown-step"]
     job = claimed_job(fake_host)
+    original = fake_executor.launch
+
+    def launch(spec, on_step=None):
+        def record(step):
+            on_step(step)
+            seen.append(ContainerJob.objects.get(pk=job.pk).status)
+
+        return original(spec, record)
+
+    fake_executor.launch = launch
 
     assert job_service.launch_job(job).success
 
+    assert seen == [JobStatus.PULLING, JobStatus.PULLING]
     job.refresh_from_db()
-    assert job.status == JobStatus.PREPARING
-    assert job.current_step == "Preparing"
+    assert (job.status, job.current_step) == (JobStatus.PULLING, "Pulling image")
 
 
 @pytest.mark.parametrize(
