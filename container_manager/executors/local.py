@@ -139,7 +139,10 @@ class LocalProcessExecutor(Executor):
             raise InvalidLaunchSpecError("A local process needs a command")
         if spec.memory_limit_mb is not None and spec.memory_limit_mb <= 0:
             raise InvalidLaunchSpecError("memory_limit_mb must be positive")
-        directory = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=self._output_root))
+        try:
+            directory = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=self._output_root))
+        except OSError as exc:
+            raise ExecutorError(f"Cannot create an output directory: {exc}") from exc
         environment = dict(spec.environment)
         environment.setdefault("PATH", os.environ.get("PATH", os.defpath))
         limiter = _memory_limiter(spec.memory_limit_mb) if spec.memory_limit_mb else None

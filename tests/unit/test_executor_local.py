@@ -165,3 +165,11 @@ def test_another_executor_of_the_machine_reads_the_output(local_host, local_exec
             web_process.logs(ref, 1000)
     finally:
         web_process.close()
+
+
+def test_an_output_directory_that_cannot_be_made_is_an_executor_error(local_host, make_spec):
+    local_host.executor_config = {"output_dir": "/no/such/dir"}
+    executor = LocalProcessExecutor(local_host)
+    with pytest.raises(ExecutorError, match="output directory"):
+        executor.launch(make_spec("exit 0"))
+    assert executor.list_managed() == []
