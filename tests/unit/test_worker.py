@@ -289,3 +289,24 @@ def test_status_lines_show_queue_metrics_and_held_jobs(fake_host, fake_executor)
     assert "'ready_now': 0" in lines[-2]
     assert lines[-1].startswith("Worker status: w-status holds 0 launching")
     assert "launched 1" in lines[-1]
+
+
+def test_heartbeat_stamps_the_worker_row_and_renews_held_leases(fake_host):
+    from container_manager.worker.heartbeat import register
+
+    (job,) = queued(fake_host, 1)
+    soon = timezone.now() + timedelta(seconds=2)
+    ContainerJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.VALIDATING, worker_id="w-beat", lease_expires_at=soon
+    )
+    worker = Worker(worker_id="w-beat", lease_seconds=120)
+    row = register(worker.worker_id, ["reports"], worker.max_concurrent)
+    worker.stats.jobs_launched = 7
+
+    worker._heartbeat.beat()
+
+    row.refresh_from_db()
+    assert (row.status, row.jobs_launched, row.queues) == ("running", 7, ["reports"])
+    assert row.last_heartbeat_at >= soon - timedelta(seconds=2)
+    lease = ContainerJob.objects.get(pk=job.pk).lease_expires_at
+    assert lease > timezone.now() + timedelta(seconds=100)
