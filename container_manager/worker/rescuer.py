@@ -76,6 +76,9 @@ class Rescuer:
         for job in worker.queue.expired_jobs(limit=max(free_slots, 0) + EXTRA_CANDIDATES):
             if worker.is_stopping:
                 break
+            if worker.queues is not None and job.queue not in worker.queues:
+                # A worker dedicated to some queues leaves the others' jobs to their workers.
+                continue
             try:
                 if self.rescue_job(job, adopt=worker.free_slots() > 0):
                     handled += 1

@@ -310,3 +310,13 @@ def test_heartbeat_stamps_the_worker_row_and_renews_held_leases(fake_host):
     assert row.last_heartbeat_at >= soon - timedelta(seconds=2)
     lease = ContainerJob.objects.get(pk=job.pk).lease_expires_at
     assert lease > timezone.now() + timedelta(seconds=100)
+
+
+def test_a_worker_dedicated_to_some_queues_leaves_other_queues_jobs_alone(fake_host):
+    (job,) = queued(fake_host, 1)
+    _expire(job, JobStatus.VALIDATING)
+    worker = Worker(worker_id="w-gpu", queues=["gpu"])
+
+    assert worker.rescuer.rescue(worker.free_slots()) == 0
+
+    assert ContainerJob.objects.get(pk=job.pk).worker_id == "dead"
