@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
@@ -54,13 +55,50 @@ def priority_band(priority: int) -> str:
     return "normal"
 
 
+#: Distinct queues of jobs in one status, read as a skip scan of the
+#: (status, queue) index: one index probe per queue instead of one row read
+#: per job. Recursive CTEs work on PostgreSQL, SQLite and MySQL 8.
+_QUEUES_OF_STATUS_SQL = """
+WITH RECURSIVE names(queue) AS (
+    SELECT (SELECT queue FROM {table} WHERE status = %s ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue FROM {table} WHERE status = %s AND queue > names.queue
+            ORDER BY queue LIMIT 1)
+    FROM names WHERE names.queue IS NOT NULL
+)
+SELECT queue FROM names WHERE queue IS NOT NULL
+"""
+
+
+def queues_in_use(statuses: list[str]) -> set[str]:
+    """Return the distinct queue names of jobs in any of ``statuses``.
+
+    Each status is one recursive query walking the ``(status, queue)`` index,
+    so the cost grows with the number of queues, not of jobs.
+
+    Args:
+        statuses: Job statuses.
+
+    Returns:
+        The queue names.
+    """
+    table = connection.ops.quote_name(ContainerJob._meta.db_table)
+    sql = _QUEUES_OF_STATUS_SQL.format(table=table)
+    names: set[str] = set()
+    with connection.cursor() as cursor:
+        for status in statuses:
+            cursor.execute(sql, [status, status])
+            names.update(row[0] for row in cursor.fetchall())
+    return names
+
+
 def known_queue_names(extra: str | None = None) -> list[str]:
     """Return the queue names worth offering in a filter or selector.
 
     The default queue, the queues of the ``QUEUES`` setting, every ``JobQueue``
-    row, and the queues of jobs that are not finished. Jobs that ended long
-    ago are left out on purpose: finding their queues would read every row
-    of the table, and a million-job table makes that slow.
+    row, and the queues of jobs that are not finished. Queues whose jobs all
+    finished are left out on purpose: finding them means reading the whole
+    table.
 
     Args:
         extra: A name to include anyway (the one currently selected).
@@ -70,13 +108,7 @@ def known_queue_names(extra: str | None = None) -> list[str]:
     """
     names: set[str] = {str(settings.DEFAULT_QUEUE), *settings.QUEUES}
     names.update(JobQueue.objects.values_list("name", flat=True))
-    unfinished = sorted(set(states.JobStatus.values) - states.TERMINAL_STATUSES)
-    names.update(
-        ContainerJob.objects.filter(status__in=unfinished)
-        .order_by()
-        .values_list("queue", flat=True)
-        .distinct()
-    )
+    names.update(queues_in_use(sorted(set(states.JobStatus.values) - states.TERMINAL_STATUSES)))
     if extra:
         names.add(extra)
     return sorted(names)

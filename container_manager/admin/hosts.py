@@ -22,8 +22,10 @@ from container_manager.queue import queue_manager
 from container_manager.states import JobStatus
 
 #: Jobs that occupy a host: being launched, running, or paused with a container.
-_HOLDING = Q(status__in=sorted(states.ACTIVE_STATUSES)) | Q(
-    status=JobStatus.PAUSED, launched_at__isnull=False
+# Written as "status in (...) and not paused-before-launch" rather than an
+# OR, so that the status list can drive an index scan.
+_HOLDING = Q(status__in=sorted(states.ACTIVE_STATUSES | {JobStatus.PAUSED})) & ~Q(
+    status=JobStatus.PAUSED, launched_at__isnull=True
 )
 
 

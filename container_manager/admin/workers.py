@@ -21,8 +21,10 @@ from container_manager.models import ContainerJob, Worker, WorkerStatus
 from container_manager.states import JobStatus
 
 #: Jobs a worker holds: being launched, running, or paused with a container.
-HOLDING_Q = Q(status__in=sorted(states.ACTIVE_STATUSES)) | Q(
-    status=JobStatus.PAUSED, launched_at__isnull=False
+# Written as "status in (...) and not paused-before-launch" rather than an
+# OR, so that the status list can drive an index scan.
+HOLDING_Q = Q(status__in=sorted(states.ACTIVE_STATUSES | {JobStatus.PAUSED})) & ~Q(
+    status=JobStatus.PAUSED, launched_at__isnull=True
 )
 #: Held jobs listed on a worker's page.
 MAX_LISTED_JOBS = 100

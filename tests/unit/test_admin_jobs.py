@@ -185,11 +185,13 @@ def test_search_matches_name_command_and_image(admin_client_cm, term, expected):
     assert names == ({"weekly export"} if expected == "by name" else {expected})
 
 
-def test_search_by_number_matches_the_job_id(admin_client_cm):
+def test_search_by_number_finds_the_job_with_that_id(admin_client_cm):
     jobs = [make_job(name=f"job {i}") for i in range(3)]
     target = jobs[1]
-    for term in (str(target.pk), f"#{target.pk}"):
-        assert target.pk in listed_ids(admin_client_cm.get(reverse(CHANGELIST), {"q": term}))
+    make_job(name=f"report {target.pk}")  # a number alone is an id, not text
+    for term in (str(target.pk), f"#{target.pk}", f" {target.pk} "):
+        assert listed_ids(admin_client_cm.get(reverse(CHANGELIST), {"q": term})) == [target.pk]
+    assert listed_ids(admin_client_cm.get(reverse(CHANGELIST), {"q": "job 1"})) == [jobs[1].pk]
     assert listed_ids(admin_client_cm.get(reverse(CHANGELIST), {"q": "999999"})) == []
     filtered = {"q": str(target.pk), "status__exact": "failed"}
     assert listed_ids(admin_client_cm.get(reverse(CHANGELIST), filtered)) == []
