@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from container_manager.executors import get_executor
 from container_manager.executors.base import ContainerRef, ExitStatus, Progress
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerJob, ExecutorHost, ExecutorType
 from container_manager.notify import announce_work
 from container_manager.services import job_service
 from container_manager.states import JobStatus
@@ -95,6 +95,17 @@ class Follower:
                 name=f"progress-{job.pk}",
                 daemon=True,
             ).start()
+
+    def has_unadoptable(self) -> bool:
+        """True while a followed job runs on a host whose containers no other worker can adopt.
+
+        Local processes belong to the worker that started them.
+        """
+        with self._lock:
+            return any(
+                t.job.host is not None and t.job.host.executor_type == ExecutorType.PROCESS
+                for t in self._tracked.values()
+            )
 
     def _drop(self, job_id: int) -> Tracked | None:
         with self._lock:

@@ -56,6 +56,8 @@ DEFAULT_ACQUIRE_TIMEOUT_SECONDS = 30
 #: Shortest sleep of the loop when woken early, so that a storm of wake-ups
 #: cannot spin it.
 MIN_WAIT_SECONDS = 0.05
+#: With ``once``, how long each wait for local processes to end lasts.
+ONCE_FOLLOW_SLICE_SECONDS = 0.5
 
 
 @dataclass
@@ -285,6 +287,10 @@ class Worker:
         if not self.claimer.wait_idle(self.acquire_timeout_seconds):
             self.echo(f"Launches still in flight after {self.acquire_timeout_seconds} s")
         self.follower.poll_all(0.0)
+        # Local processes die with the worker and cannot be adopted: see them to their end.
+        while self.follower.has_unadoptable() and not self.is_stopping:
+            self.follower.poll_all(ONCE_FOLLOW_SLICE_SECONDS)
+            self.follower.sync()
 
     def _shutdown(self) -> None:
         if self.is_stopping and self._stop_signal:
@@ -296,6 +302,9 @@ class Worker:
         self.claimer.close()
         self.follower.stop()
         self._heartbeat.stop()
+        if self._heartbeat.is_alive():
+            # Its last beat must not write "stopping" over our "stopped".
+            self._heartbeat.join(self.heartbeat_seconds + 5)
         handed = self._hand_over_running()
         if handed:
             self.echo(f"Left {handed} running container(s) for another worker to adopt")
