@@ -139,8 +139,11 @@ class Claimer:
             outcome = worker.queue.launch_claimed(job)
             if outcome.success:
                 worker.stats.jobs_launched += 1
-                worker.echo(f"Launched job {job.pk} (attempt {job.attempt})")
+                # Followed first, then no longer launching: the slot is never
+                # counted free in between.
                 worker.follower.add(job, job_ref(job))
+                self._done(job)
+                worker.echo(f"Launched job {job.pk} (attempt {job.attempt})")
             else:
                 worker.stats.errors.append(f"Job {job.pk}: {outcome.error}")
                 worker.echo(f"Launch of job {job.pk} failed: {outcome.error}")
@@ -152,10 +155,13 @@ class Claimer:
             )
             worker.stats.errors.append(f"Job {job.pk}: {type(exc).__name__}: {exc}")
         finally:
-            with self._lock:
-                self._launching.pop(int(job.pk), None)
-                self._idle.notify_all()
+            self._done(job)
             worker.slot_freed()
+
+    def _done(self, job: ContainerJob) -> None:
+        with self._lock:
+            self._launching.pop(int(job.pk), None)
+            self._idle.notify_all()
 
     def wait_idle(self, timeout_seconds: float) -> bool:
         """Wait until no launch is in flight.

@@ -297,6 +297,8 @@ class Worker:
             self.echo(f"Received {self._stop_signal}, shutting down gracefully...")
         self._stop_event.set()
         in_flight = len(self.claimer)
+        if in_flight:
+            self.echo(f"Waiting for {in_flight} launch(es) in flight")
         if in_flight and not self.claimer.wait_idle(self.acquire_timeout_seconds):
             self.echo(f"{len(self.claimer)} launch(es) still in flight; their leases will expire")
         self.claimer.close()
