@@ -138,7 +138,7 @@ class Claimer:
                 return
             outcome = worker.queue.launch_claimed(job)
             if outcome.success:
-                worker.stats.jobs_launched += 1
+                worker.stats.count("jobs_launched")
                 # Followed first, then no longer launching: the slot is never
                 # counted free in between.
                 worker.follower.add(job, job_ref(job))

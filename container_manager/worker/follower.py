@@ -235,7 +235,7 @@ class Follower:
         # or queue are woken instead of waiting for their next poll.
         announce_work(tracked.job.queue)
         if wrote:
-            self.worker.stats.jobs_finished += 1
+            self.worker.stats.count("jobs_finished")
             self.worker.echo(
                 f"Job {tracked.job.pk} {tracked.job.status} (exit code {status.exit_code})"
             )

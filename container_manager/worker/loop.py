@@ -70,6 +70,12 @@ class WorkerStats:
     jobs_adopted: int = 0
     jobs_requeued: int = 0
     errors: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, name: str) -> None:
+        """Add one to the counter ``name``; safe from any thread."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
 
 
 class Worker:

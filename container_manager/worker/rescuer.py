@@ -113,7 +113,7 @@ class Rescuer:
             return False
         if not worker.queue.take_over(job, worker.worker_id, worker.lease_seconds):
             return False
-        worker.stats.jobs_adopted += 1
+        worker.stats.count("jobs_adopted")
         if job.status in states.LAUNCHING_STATUSES:
             worker.claimer.relaunch(job)
             return True
@@ -139,6 +139,6 @@ class Rescuer:
     def _requeue(self, job: ContainerJob) -> bool:
         if not self.worker.queue.requeue_orphan(job):
             return False
-        self.worker.stats.jobs_requeued += 1
+        self.worker.stats.count("jobs_requeued")
         self.worker.echo(f"Requeued job {job.pk}: its worker was lost before it started")
         return True
