@@ -253,6 +253,7 @@ class Worker:
         close_old_connections()
         try:
             self.follower.sync()
+            self.rescuer.expire_untracked()
             self.rescuer.rescue(self.free_slots())
         except Exception as exc:
             logger.exception("Maintenance pass failed", extra={"worker_id": self.worker_id})

@@ -62,6 +62,38 @@ class Rescuer:
             worker_id=self.worker.worker_id, status__in=LEASED_STATUSES
         ).update(lease_expires_at=past)
 
+    def expire_untracked(self) -> int:
+        """Expire the leases of jobs held under this id that this process lost track of.
+
+        The heartbeat renews every lease held under the worker's id; a job
+        whose follow-up failed unexpectedly would be renewed for ever without
+        anyone watching it. Its lease is expired instead, so that the next
+        rescue pass (of any worker) adopts or requeues it. Runs on the main
+        loop's thread, which also registers every claim and adoption, so a
+        job is never caught between its claim and its registration.
+
+        Returns:
+            How many jobs were found.
+        """
+        worker = self.worker
+        known = set(worker.claimer.job_ids()) | set(worker.follower.job_ids())
+        held = ContainerJob.objects.filter(
+            worker_id=worker.worker_id, status__in=LEASED_STATUSES
+        ).values_list("pk", flat=True)
+        lost = [pk for pk in held if pk not in known]
+        if not lost:
+            return 0
+        logger.warning(
+            "Worker %s holds jobs %s that it does not follow; expiring their leases",
+            worker.worker_id,
+            lost,
+            extra={"worker_id": worker.worker_id},
+        )
+        past = timezone.now() - timedelta(seconds=1)
+        return ContainerJob.objects.filter(pk__in=lost, worker_id=worker.worker_id).update(
+            lease_expires_at=past
+        )
+
     def rescue(self, free_slots: int) -> int:
         """Adopt or requeue expired jobs, adopting at most ``free_slots`` containers.
 

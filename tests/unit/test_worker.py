@@ -320,3 +320,25 @@ def test_a_worker_dedicated_to_some_queues_leaves_other_queues_jobs_alone(fake_h
     assert worker.rescuer.rescue(worker.free_slots()) == 0
 
     assert ContainerJob.objects.get(pk=job.pk).worker_id == "dead"
+
+
+def test_a_held_job_the_worker_lost_track_of_is_rescued_not_renewed_for_ever(
+    fake_host, fake_executor
+):
+    (job,) = queued(fake_host, 1)
+    ContainerJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.VALIDATING,
+        worker_id="w-lost",
+        attempt=1,
+        lease_expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    ContainerJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
+    ref = fake_executor.add_container(job.pk, 1)
+    worker = Worker(worker_id="w-lost")
+
+    assert worker.rescuer.expire_untracked() == 1
+    assert worker.rescuer.rescue(worker.free_slots()) == 1
+
+    assert worker.follower.job_ids() == [job.pk]
+    assert worker.follower._tracked[job.pk].ref == ref
+    assert worker.rescuer.expire_untracked() == 0
