@@ -49,6 +49,21 @@ class QueueCapacityError(QueueError):
     """The queue, host or worker is at its concurrency limit."""
 
 
+class ContainerStopDeferredError(QueueError):
+    """The job is cancelled, but its container could not be stopped now.
+
+    The worker holding the job stops the container at its next pass.
+    """
+
+    def __init__(self, job_id: int, reason: str) -> None:
+        self.job_id = job_id
+        self.reason = reason
+        super().__init__(
+            f"Job {job_id} is cancelled; its container could not be stopped now ({reason}) "
+            "and will be stopped by the worker holding it"
+        )
+
+
 class StaleLeaseError(QueueError):
     """A worker tried to change a job whose lease it no longer holds."""
 

@@ -290,6 +290,12 @@ class JobService:
                 extra={"job_id": job.pk, "worker_id": worker_id},
             )
         else:
+            # A job cancelled while it ran keeps its status, and gets its output.
+            ContainerJob.objects.filter(
+                pk=job.pk, status=JobStatus.CANCELLED, attempt=ref.attempt
+            ).update(
+                stdout=fields["stdout"], stderr=fields["stderr"], exit_code=fields["exit_code"]
+            )
             logger.info(
                 "Job %s was no longer running when its container ended",
                 job.pk,

@@ -18,6 +18,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from container_manager import states
+from container_manager.exceptions import ContainerStopDeferredError
 from container_manager.models import ContainerJob
 from container_manager.models.job import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL
 from container_manager.queue import queue_manager
@@ -68,6 +69,8 @@ class Outcome:
 
     done: list[ContainerJob] = field(default_factory=list)
     refused: list[tuple[ContainerJob, str]] = field(default_factory=list)
+    #: Done, with something the person should know (a container stopped later).
+    notes: list[tuple[ContainerJob, str]] = field(default_factory=list)
 
 
 def _reason(exc: Exception) -> str:
@@ -95,6 +98,9 @@ def apply_to_jobs(jobs: Iterable[ContainerJob], operation: Operation, verb: str)
     for job in jobs:
         try:
             operation(job)
+        except ContainerStopDeferredError as exc:
+            outcome.done.append(job)
+            outcome.notes.append((job, str(exc)))
         except (ValueError, ValidationError) as exc:
             outcome.refused.append((job, _reason(exc)))
         except Exception as exc:
@@ -126,6 +132,8 @@ def report(model_admin: ModelAdmin, request: HttpRequest, outcome: Outcome, past
         model_admin.message_user(
             request, f"{past} {count} {noun}: {_names(outcome.done)}.", messages.SUCCESS
         )
+    for _job, note in outcome.notes[:MAX_NAMED_JOBS]:
+        model_admin.message_user(request, f"{note}.", messages.WARNING)
     refused = outcome.refused
     if refused:
         shown = "; ".join(f"{job}: {reason}" for job, reason in refused[:MAX_NAMED_JOBS])

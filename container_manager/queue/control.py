@@ -16,7 +16,7 @@ import logging
 from django.db import transaction
 
 from container_manager import states
-from container_manager.exceptions import InvalidStateTransition
+from container_manager.exceptions import ContainerStopDeferredError, InvalidStateTransition
 from container_manager.models import ContainerJob, ExecutorHost, JobQueue
 from container_manager.notify import announce_work
 from container_manager.queue.base import ManagerBase
@@ -191,8 +191,9 @@ class ControlMixin(ManagerBase):
     def cancel_job(self, job: ContainerJob) -> ContainerJob:
         """Cancel a job; a running (or paused running) container is stopped first.
 
-        A pending, queued, retrying or paused-before-launch job is cancelled
-        in the database only. A job being launched is cancelled in the
+        The cancel is stored first, then the container is stopped. A pending,
+        queued, retrying or paused-before-launch job is cancelled in the
+        database only. A job being launched is cancelled in the
         database; the launching worker then finds it cancelled and stops the
         container it may have started.
 
@@ -204,17 +205,32 @@ class ControlMixin(ManagerBase):
 
         Raises:
             InvalidStateTransition: (a ValueError) the job has already ended.
-            Exception: Whatever the executor raised stopping the container;
-                the job is left as it was.
+            ContainerStopDeferredError: The job is cancelled, but its container
+                could not be stopped now; the worker holding the job stops it.
         """
         job.refresh_from_db()
         if job.status in states.TERMINAL_STATUSES:
             raise InvalidStateTransition(
                 job.pk, job.status, JobStatus.CANCELLED, "the job has already ended"
             )
-        if _has_container(job):
-            self.get_job_service().stop_container(job)
+        has_container = _has_container(job)
+        # The cancel is written before the container is stopped: were it the
+        # other way round, the worker following the container could record
+        # its end (killed, exit 137) as a failure first, and the cancel lost.
         with transaction.atomic(using=self.using):
             job.mark_as_cancelled()
         logger.info("Cancelled job %s", job.pk, extra={"job_id": job.pk})
+        if has_container:
+            try:
+                self.get_job_service().stop_container(job)
+            except Exception as exc:
+                # The worker holding the job stops the container at its next
+                # pass (Follower.sync), so the cancel still takes effect.
+                logger.warning(
+                    "Job %s is cancelled but its container could not be stopped now: %s",
+                    job.pk,
+                    exc,
+                    extra={"job_id": job.pk},
+                )
+                raise ContainerStopDeferredError(job.pk, str(exc)) from exc
         return job

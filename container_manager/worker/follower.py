@@ -263,6 +263,13 @@ class Follower:
                 continue
             row = rows.get(job_id)
             if (
+                row is not None
+                and row["status"] == JobStatus.CANCELLED
+                and row["attempt"] == tracked.ref.attempt
+            ):
+                self._stop_cancelled(tracked)
+                continue
+            if (
                 row is None
                 or row["worker_id"] != self.worker.worker_id
                 or row["attempt"] != tracked.ref.attempt
@@ -277,6 +284,22 @@ class Follower:
                 and now - started > timedelta(seconds=row["timeout_seconds"])
             ):
                 self._enforce_timeout(tracked)
+
+    def _stop_cancelled(self, tracked: Tracked) -> None:
+        """Kill the container of a job cancelled elsewhere (the admin may not reach the host).
+
+        The job stays followed: its container's end is recorded by
+        :meth:`finish` like any other, which keeps the output and applies the
+        retention setting. Killing an ended container again is harmless.
+        """
+        try:
+            get_executor(self._tracked_host(tracked.ref)).kill(tracked.ref)
+        except Exception:
+            logger.exception(
+                "Stopping the container of cancelled job %s failed; trying again next pass",
+                tracked.ref.job_id,
+                extra={"job_id": tracked.ref.job_id, "worker_id": self.worker.worker_id},
+            )
 
     def _enforce_timeout(self, tracked: Tracked) -> None:
         job = tracked.job

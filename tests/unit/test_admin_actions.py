@@ -194,7 +194,7 @@ def test_pause_and_resume_a_waiting_job_keeps_it_in_the_queue(admin_client_cm):
     assert status(job) == JobStatus.QUEUED
 
 
-def test_cancel_button_on_an_unreachable_host_reports_the_failure_and_keeps_the_job(
+def test_cancel_button_on_an_unreachable_host_cancels_and_says_the_worker_stops_it(
     admin_client_cm,
 ):
     host = ExecutorHost.objects.create(
@@ -202,9 +202,11 @@ def test_cancel_button_on_an_unreachable_host_reports_the_failure_and_keeps_the_
     )
     job = make_job(JobStatus.RUNNING, host=host, container_id="abc123", attempt=1)
     response = press(admin_client_cm, job, "cancel")
-    assert status(job) == JobStatus.RUNNING
-    (message,) = messages_of(response)
-    assert message.startswith(f"Skipped 1 job: Job {job.pk}: failed: ")
+    assert status(job) == JobStatus.CANCELLED
+    texts = messages_of(response)
+    assert texts[0] == f"Cancelled 1 job: Job {job.pk}."
+    assert texts[1].startswith(f"Job {job.pk} is cancelled; its container could not be stopped")
+    assert "will be stopped by the worker holding it" in texts[1]
     close_executors()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from container_manager.exceptions import InvalidStateTransition
+from container_manager.exceptions import ContainerStopDeferredError, InvalidStateTransition
 from container_manager.models import ContainerJob, ExecutorHost, JobQueue
 from container_manager.queue import JobQueueManager
 from container_manager.states import JobStatus
@@ -161,7 +161,7 @@ def test_cancel_job_of_a_running_or_paused_running_job_stops_the_container(manag
     ) == {JobStatus.CANCELLED}
 
 
-def test_cancel_job_leaves_the_job_running_when_the_container_cannot_stop(manager, service):
+def test_cancel_job_is_stored_even_when_the_container_cannot_stop_now(manager, service):
     make_host()
     job = running_job(manager)
 
@@ -169,9 +169,25 @@ def test_cancel_job_leaves_the_job_running_when_the_container_cannot_stop(manage
         raise RuntimeError("daemon down")
 
     service.stop_container = refuse
-    with pytest.raises(RuntimeError, match="daemon down"):
+    with pytest.raises(ContainerStopDeferredError, match="daemon down") as caught:
         manager.cancel_job(job)
-    assert snapshot(job)["status"] == JobStatus.RUNNING
+    assert caught.value.job_id == job.pk
+    assert snapshot(job)["status"] == JobStatus.CANCELLED
+
+
+def test_cancel_job_is_written_before_the_container_is_stopped(manager, service):
+    make_host()
+    job = running_job(manager)
+    seen = []
+    original = service.stop_container
+
+    def record(stopping):
+        seen.append(ContainerJob.objects.get(pk=stopping.pk).status)
+        return original(stopping)
+
+    service.stop_container = record
+    manager.cancel_job(job)
+    assert seen == [JobStatus.CANCELLED]
 
 
 @pytest.mark.parametrize("status", [JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.FAILED])

@@ -241,6 +241,26 @@ def test_timeouts_are_enforced_by_the_holding_worker(fake_host, fake_executor):
 
 
 @threaded
+def test_a_job_cancelled_elsewhere_has_its_container_stopped_by_the_holding_worker(
+    fake_host, fake_executor
+):
+    (job,) = queued(fake_host, 1)
+    run = Running(worker_id="w-cancel", max_concurrent=1)
+    try:
+        wait_until(lambda: status_of(job) == JobStatus.RUNNING, 5, 0.02)
+        # As the admin does when it cannot reach the host: the cancel is stored only.
+        ContainerJob.objects.get(pk=job.pk).mark_as_cancelled()
+        wait_until(lambda: fake_executor.killed, 5, 0.02)
+        wait_until(lambda: ContainerJob.objects.get(pk=job.pk).stdout == "out\n", 5, 0.02)
+    finally:
+        run.stop()
+    stored = ContainerJob.objects.get(pk=job.pk)
+    assert stored.status == JobStatus.CANCELLED
+    assert stored.exit_code == 137
+    assert stored.stderr == "err\n"
+
+
+@threaded
 def test_progress_lines_are_written_to_the_job(fake_host, fake_executor):
     fake_executor.progress = [(10, "Loading"), (20, "dropped by the throttle"), (100, "Done")]
     (job,) = queued(fake_host, 1)
