@@ -12,8 +12,10 @@ exists (:meth:`LeaseMixin.take_over`), or requeue them
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from container_manager import states
@@ -96,6 +98,16 @@ class LeaseMixin(ManagerBase):
             .order_by("lease_expires_at", "id")[:limit]
         )
 
+    def _still_expired(self, job: ContainerJob, now: datetime) -> QuerySet[ContainerJob]:
+        """The job's row, only while it still has the lease ``job`` was loaded with, expired."""
+        return ContainerJob.objects.using(self.using).filter(
+            pk=job.pk,
+            status=job.status,
+            worker_id=job.worker_id,
+            lease_expires_at=job.lease_expires_at,
+            lease_expires_at__lt=now,
+        )
+
     def take_over(
         self, job: ContainerJob, worker_id: str, lease_seconds: int | None = None
     ) -> bool:
@@ -115,17 +127,7 @@ class LeaseMixin(ManagerBase):
         """
         now = timezone.now()
         until = now + lease_delta(lease_seconds)
-        moved = (
-            ContainerJob.objects.using(self.using)
-            .filter(
-                pk=job.pk,
-                status=job.status,
-                worker_id=job.worker_id,
-                lease_expires_at=job.lease_expires_at,
-                lease_expires_at__lt=now,
-            )
-            .update(worker_id=worker_id, lease_expires_at=until)
-        )
+        moved = self._still_expired(job, now).update(worker_id=worker_id, lease_expires_at=until)
         if moved:
             logger.warning(
                 "Took over job %s from worker %r",
@@ -165,17 +167,7 @@ class LeaseMixin(ManagerBase):
             "last_error_at": now,
             "error_code": "WORKER_LOST",
         }
-        moved = (
-            ContainerJob.objects.using(self.using)
-            .filter(
-                pk=job.pk,
-                status=job.status,
-                worker_id=job.worker_id,
-                lease_expires_at=job.lease_expires_at,
-                lease_expires_at__lt=now,
-            )
-            .update(**fields)
-        )
+        moved = self._still_expired(job, now).update(**fields)
         if moved:
             logger.warning(
                 "Requeued job %s lost by worker %r",
