@@ -29,34 +29,11 @@ TEST_IMAGE=container-manager-test/busybox:latest
 IMAGE_REVISION=1
 WAIT_SECONDS=${ENSURE_DOCKER_WAIT:-60}
 
-log() { printf 'ensure-docker: %s\n' "$*"; }
-die() { printf 'ensure-docker: ERROR: %s\n' "$*" >&2; exit 1; }
+NAME=ensure-docker
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# Run a noisy command with its output kept aside; show it only on failure.
-quiet() {
-    local out
-    out=$(mktemp)
-    # 9>&-: the lock must not leak into anything that outlives this script.
-    if ! "$@" >"$out" 2>&1 9>&-; then
-        tail -n 40 "$out" >&2
-        rm -f "$out"
-        die "command failed: $*"
-    fi
-    rm -f "$out"
-}
-
-# One run at a time: make targets may call this concurrently, and two runs
-# racing to install or start the same service would trip over each other.
-# (Read-only fd: flock does not need write access, so a non-root caller can
-# still take a lock file that root created.)
-lock=/var/lock/container-manager-ensure-docker.lock
-[ -d /var/lock ] || lock=/tmp/container-manager-ensure-docker.lock  # /run/lock not set up
-[ -e "$lock" ] || : >"$lock"
-exec 9<"$lock"
-if ! flock -n 9; then
-    log "another ensure-docker run is in progress; waiting for it"
-    flock -w 600 9 || die "timed out waiting for the other ensure-docker run"
-fi
+take_lock
 
 # The caller's DOCKER_HOST / context must not redirect what this script checks.
 unset DOCKER_HOST DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
@@ -80,10 +57,7 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]} and not root, cannot install"
     log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    # Wait for a dpkg lock held by another apt run instead of failing.
-    quiet apt-get -o DPkg::Lock::Timeout=300 update -qq
-    quiet apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}"
+    apt_install "${missing[@]}"
 fi
 command -v docker >/dev/null 2>&1 || die "no docker client on PATH after install"
 

@@ -16,21 +16,9 @@ HOST=127.0.0.1
 PORT=5432
 WAIT_SECONDS=${ENSURE_POSTGRES_WAIT:-30}
 
-log() { printf 'ensure-postgres: %s\n' "$*"; }
-die() { printf 'ensure-postgres: ERROR: %s\n' "$*" >&2; exit 1; }
-
-# Run a noisy command with its output kept aside; show it only on failure.
-quiet() {
-    local out
-    out=$(mktemp)
-    # 9>&-: the lock must not leak into anything that outlives this script.
-    if ! "$@" >"$out" 2>&1 9>&-; then
-        tail -n 40 "$out" >&2
-        rm -f "$out"
-        die "command failed: $*"
-    fi
-    rm -f "$out"
-}
+NAME=ensure-postgres
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ready() { command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h "$HOST" -p "$PORT"; }
 
@@ -44,18 +32,7 @@ find_cluster() {
     printf '%s' "$c"
 }
 
-# One run at a time: make targets may call this concurrently, and two runs
-# racing to install or start the same service would trip over each other.
-# (Read-only fd: flock does not need write access, so a non-root caller can
-# still take a lock file that root created.)
-lock=/var/lock/container-manager-ensure-postgres.lock
-[ -d /var/lock ] || lock=/tmp/container-manager-ensure-postgres.lock  # /run/lock not set up
-[ -e "$lock" ] || : >"$lock"
-exec 9<"$lock"
-if ! flock -n 9; then
-    log "another ensure-postgres run is in progress; waiting for it"
-    flock -w 600 9 || die "timed out waiting for the other ensure-postgres run"
-fi
+take_lock
 
 installed_here=0
 
@@ -66,10 +43,7 @@ else
 
     if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls -A /etc/postgresql 2>/dev/null)" ]; then
         log "PostgreSQL not installed; installing Debian package postgresql"
-        export DEBIAN_FRONTEND=noninteractive
-        # Wait for a dpkg lock held by another apt run instead of failing.
-        quiet apt-get -o DPkg::Lock::Timeout=300 update -qq
-        quiet apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends postgresql
+        apt_install postgresql
         installed_here=1
         # Normally the package creates "main"; create_main_cluster=false in
         # postgresql-common would skip that.

@@ -26,34 +26,11 @@ TEST_IMAGE=container-manager-test/busybox:latest
 REMOTE_IMAGE=$REG_ADDR/$TEST_IMAGE
 WAIT_SECONDS=${ENSURE_REGISTRY_WAIT:-30}
 
-log() { printf 'ensure-registry: %s\n' "$*"; }
-die() { printf 'ensure-registry: ERROR: %s\n' "$*" >&2; exit 1; }
+NAME=ensure-registry
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# Run a noisy command with its output kept aside; show it only on failure.
-quiet() {
-    local out
-    out=$(mktemp)
-    # 9>&-: the lock must not leak into anything that outlives this script.
-    if ! "$@" >"$out" 2>&1 9>&-; then
-        tail -n 40 "$out" >&2
-        rm -f "$out"
-        die "command failed: $*"
-    fi
-    rm -f "$out"
-}
-
-# One run at a time: make targets may call this concurrently, and two runs
-# racing to install or start the same service would trip over each other.
-# (Read-only fd: flock does not need write access, so a non-root caller can
-# still take a lock file that root created.)
-lock=/var/lock/container-manager-ensure-registry.lock
-[ -d /var/lock ] || lock=/tmp/container-manager-ensure-registry.lock  # /run/lock not set up
-[ -e "$lock" ] || : >"$lock"
-exec 9<"$lock"
-if ! flock -n 9; then
-    log "another ensure-registry run is in progress; waiting for it"
-    flock -w 600 9 || die "timed out waiting for the other ensure-registry run"
-fi
+take_lock
 
 unset DOCKER_HOST DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
 dk() { docker -H "$SOCK" "$@"; }
@@ -88,9 +65,7 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]} and not root, cannot install"
     log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    quiet apt-get -o DPkg::Lock::Timeout=300 update -qq
-    quiet apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}"
+    apt_install "${missing[@]}"
 fi
 
 # --- registry ---------------------------------------------------------------
