@@ -8,7 +8,7 @@ with a periodic reconciliation as a safety net; and it reads output as a
 stream, keeping at most the cap per stream.
 
 Host options (``ExecutorHost.executor_config``: ``tls``, ``default_network``,
-timeouts, ``registry_auth``) are listed in ``docs/executors.md``.
+timeouts, ``registry_auth``) are listed in ``docs/api-reference.md`` (Executors).
 
 Every SDK error leaves this module as an
 :class:`~container_manager.exceptions.ExecutorError` subclass with its
