@@ -1,10 +1,12 @@
-"""Queue examples, runnable as they are.
+"""Seed 000's queue examples, in its order, runnable as they are.
 
     python manage.py shell < docs/examples/queue_examples.py
 
-The test suite runs this file against its test database
-(tests/docs/test_doc_examples.py). On your own database it creates a host
-named ``examples-local`` and a few jobs, and cleans them up at the end.
+The test suite runs this file against its test database, on SQLite and on
+PostgreSQL (tests/docs/test_doc_examples.py). On your own database it creates
+a host named ``examples-local`` that runs commands as local processes, and a
+few jobs; the jobs it created are cancelled at the end. Jobs created without
+a host may go to any of your active hosts, as in the seed's examples.
 """
 
 from __future__ import annotations
@@ -13,60 +15,141 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from container_manager.exceptions import JobAlreadyQueuedError, JobNotQueuedError
+from container_manager.classification import classify
+from container_manager.exceptions import JobAlreadyQueuedError
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.queue import queue_manager
+from container_manager.retry import RETRY_STRATEGIES, RetryStrategy
 
 # A host to run on: local processes here, a Docker engine in production.
 host, _ = ExecutorHost.objects.get_or_create(
-    name="examples-local", defaults={"executor_type": "process", "max_concurrent_jobs": 2}
+    name="examples-local", defaults={"executor_type": "process", "max_concurrent_jobs": 4}
 )
-created: list[ContainerJob] = []
+first_id = (ContainerJob.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
 
+# ---------------------------------------------------------------------------
+# queue_job(job, schedule_for=None, priority=None)
+#
+# The seed queues one job three times; a job is queued once (a second
+# queue_job raises JobAlreadyQueuedError, a ValueError), so here the three
+# calls are made on three jobs.
 
-def new_job(command: str, **fields: object) -> ContainerJob:
-    job = ContainerJob.objects.create(command=command, host=host, **fields)
-    created.append(job)
-    return job
+# Queue job immediately
+job = ContainerJob.objects.create(command="echo hello")
+queue_manager.queue_job(job)
 
+# Queue with high priority
+urgent_job = ContainerJob.objects.create(command="echo urgent")
+queue_manager.queue_job(urgent_job, priority=80)
 
-# Queue a job immediately, one with high priority, one for later.
-hello = queue_manager.queue_job(new_job("echo hello"))
-urgent = queue_manager.queue_job(new_job("echo urgent"), priority=80)
-later = queue_manager.queue_job(
-    new_job("echo scheduled"), schedule_for=timezone.now() + timedelta(hours=1)
-)
-print(f"Queued {hello}, {urgent} and {later} ({later.queue_status})")
+# Schedule for later
+schedule_time = timezone.now() + timedelta(hours=2)
+scheduled_job = ContainerJob.objects.create(command="echo later")
+queue_manager.queue_job(scheduled_job, schedule_for=schedule_time)
 
-# Bad calls raise ValueError subclasses and change nothing.
 try:
-    queue_manager.queue_job(hello)
+    queue_manager.queue_job(job, priority=80)
 except JobAlreadyQueuedError as exc:
-    print(f"Refused: {exc}")
-pending = new_job("echo not queued")
-try:
-    queue_manager.dequeue_job(pending)
-except JobNotQueuedError as exc:
-    print(f"Refused: {exc}")
+    print(f"Refused, nothing changed: {exc}")
 
-# What is ready, highest priority first, then first in, first out.
-ready = list(queue_manager.get_ready_jobs(limit=5))
-print("Ready:", [(job.pk, job.priority) for job in ready])
-assert [job.pk for job in ready] == [urgent.pk, hello.pk]
+# ---------------------------------------------------------------------------
+# get_ready_jobs(limit=None, exclude_ids=None)
 
-# Launch what is ready, up to two jobs at once for this process.
-result = queue_manager.launch_next_batch(max_concurrent=2)
-print(f"Launched {result['launched']} jobs; errors: {result['errors']}")
+# Get next 5 jobs ready to launch
+ready_jobs = queue_manager.get_ready_jobs(limit=5)
+
+for ready in ready_jobs:
+    print(f"Job {ready.id}: {ready.name} (priority: {ready.priority})")
+
+# ---------------------------------------------------------------------------
+# Model properties
+
+if job.is_queued:
+    print("Job is waiting in queue")
+if job.is_ready_to_launch:
+    print("Job can be launched immediately")
+print(f"Queue status: {job.queue_status}")
+print(f"Queue status: {scheduled_job.queue_status}")  # scheduled
+
+# ---------------------------------------------------------------------------
+# launch_job_with_retry(job)
+
+result = queue_manager.launch_job_with_retry(job)
+
+if result["success"]:
+    print(f"Job {job.id} launched successfully")
+elif result["retry_scheduled"]:
+    print(f"Job {job.id} failed, retry scheduled: {result['error']}")
+else:
+    print(f"Job {job.id} permanently failed: {result['error']}")
+
+# ---------------------------------------------------------------------------
+# launch_next_batch(max_concurrent=5, timeout=30)
+
+# Launch up to 10 jobs concurrently
+result = queue_manager.launch_next_batch(max_concurrent=10)
+
+print(f"Launched {result['launched']} jobs")
+if result["errors"]:
+    print(f"Errors: {result['errors']}")
+
+# ---------------------------------------------------------------------------
+# get_queue_stats()
 
 stats = queue_manager.get_queue_stats()
-print(
-    f"Queue depth: {stats['queued']}, running: {stats['running']}, scheduled: {stats['scheduled']}"
-)
+print(f"Queue depth: {stats['queued']}")
+print(f"Running: {stats['running']}")
+print(f"Scheduled: {stats['scheduled']}")
 
-# Take the scheduled job out of the queue again, and cancel everything we made.
-queue_manager.dequeue_job(later)
-for job in created:
-    job.refresh_from_db()
-    if not job.is_terminal:
-        queue_manager.cancel_job(job)
-print("Cancelled:", sorted(job.pk for job in created))
+# ---------------------------------------------------------------------------
+# mark_as_* methods: each moves one job along the state machine, so each
+# example uses a job in a state that allows the move.
+
+future_time = timezone.now() + timedelta(hours=1)
+queued_now = ContainerJob.objects.create(command="echo a")
+queued_now.mark_as_queued()  # Queue immediately
+queued_later = ContainerJob.objects.create(command="echo b")
+queued_later.mark_as_queued(scheduled_for=future_time)  # Schedule for later
+
+queued_now.mark_as_running()  # Sets launched_at timestamp
+queued_now.mark_as_completed()  # Sets completed_at timestamp
+
+queued_later.mark_as_failed(should_retry=True)  # May retry if under limit
+print(f"After a retryable failure: {queued_later.status}")  # retrying
+queued_later.mark_as_failed()  # Permanent failure
+print(f"After a permanent failure: {queued_later.status}")  # failed
+
+# ---------------------------------------------------------------------------
+# Retry strategies
+
+# Set retry strategy on job
+job.retry_strategy = "aggressive"
+job.save()
+
+# Or when creating
+test_job = ContainerJob.objects.create(command="echo test", retry_strategy="high_priority")
+
+# Define custom strategy
+RETRY_STRATEGIES["custom"] = RetryStrategy(
+    max_attempts=4, base_delay=1.5, max_delay=120.0, backoff_factor=1.8
+)
+print(
+    f"Custom strategy delays: {[RETRY_STRATEGIES['custom'].base_delay_for(n) for n in (1, 2, 3)]}"
+)
+del RETRY_STRATEGIES["custom"]
+
+# ---------------------------------------------------------------------------
+# Error classification
+
+for error in (ConnectionRefusedError(111, "Connection refused"), RuntimeError("no such image")):
+    found = classify(error)
+    print(f"{error!r}: {found.category} ({found.code})")
+
+# ---------------------------------------------------------------------------
+# The admin's statistics page shows the same numbers, and more:
+print("Queue statistics page: /admin/container_manager/containerjob/queue-stats/")
+
+# Clean up: cancel the jobs this script created that have not ended.
+for made in ContainerJob.objects.filter(pk__gte=first_id):
+    if not made.is_terminal:
+        queue_manager.cancel_job(made)

@@ -128,4 +128,20 @@ def test_documented_examples_run(path, capsys):
 @pytest.mark.usefixtures("clean_runtime")
 def test_queue_examples_script_runs(capsys):
     runpy.run_path(str(DOCS / "examples" / "queue_examples.py"), run_name="__main__")
-    assert "Queue depth" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    for expected in (
+        "is already queued",
+        "(priority: 80)",
+        "Queue status: scheduled",
+        "launched successfully",
+        "Launched 1 jobs",
+        "Queue depth: 0",
+        "After a retryable failure: retrying",
+        "transient (CONNECTION_ERROR)",
+    ):
+        assert expected in out
+    from container_manager.models import ContainerJob
+
+    assert not ContainerJob.objects.exclude(
+        status__in=["completed", "failed", "cancelled", "timeout"]
+    ).exists()
