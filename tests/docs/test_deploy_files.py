@@ -16,7 +16,7 @@ import pytest
 import yaml
 from django.core.management import CommandError, load_command_class
 
-from tests.docs.test_doc_examples import DOCS, extract_blocks
+from tests.docs.test_doc_examples import DOCS, doc_files, extract_blocks
 
 ROOT = DOCS.parent
 DEPLOY = ROOT / "deploy"
@@ -122,7 +122,7 @@ def test_the_kubernetes_worker_stops_gracefully_and_reads_its_settings():
 
 def test_every_worker_command_line_in_the_docs_is_valid():
     checked = 0
-    for path in [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]:
+    for path in doc_files():
         for block in extract_blocks(path):
             if block.language not in ("bash", "sh", "shell", "console"):
                 continue

@@ -1,6 +1,6 @@
 """Run the documented examples, so that they fail the build when they drift.
 
-Every ```python block of every ``docs/*.md`` file runs, in order, in one
+Every ```python block of every ``docs/*.md`` file and of ``README.md`` runs, in order, in one
 namespace per file, against the test database. A block preceded by the HTML
 comment ``<!-- no-run -->`` (on the last non-blank line before its fence) is
 skipped: use it only for what cannot run standalone (a settings file, a
@@ -18,7 +18,7 @@ import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 NO_RUN = "<!-- no-run -->"
-FENCE = re.compile(r"^```(\w*)\s*$")
+FENCE = re.compile(r"^( *)```(\w*)\s*$")
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,14 @@ def extract_blocks(path: Path) -> list[Block]:
             index += 1
             continue
         start = index
-        end = next((n for n in range(start + 1, len(lines)) if lines[n].startswith("```")), None)
+        indent = len(match.group(1))
+        end = next(
+            (n for n in range(start + 1, len(lines)) if lines[n].strip().startswith("```")), None
+        )
         if end is None:
             raise ValueError(f"{path.name}:{start + 1}: code fence is never closed")
-        code = "\n".join(lines[start + 1 : end]) + "\n"
-        blocks.append(Block(path, start + 1, match.group(1), code, previous == NO_RUN))
+        code = "\n".join(line[indent:] for line in lines[start + 1 : end]) + "\n"
+        blocks.append(Block(path, start + 1, match.group(2), code, previous == NO_RUN))
         previous = ""
         index = end + 1
     return blocks
@@ -66,7 +69,8 @@ def python_blocks(path: Path) -> list[Block]:
 
 
 def doc_files() -> list[Path]:
-    return sorted(DOCS.glob("*.md"))
+    """The Markdown files whose examples run: ``docs/*.md`` and the README."""
+    return [*sorted(DOCS.glob("*.md")), DOCS.parent / "README.md"]
 
 
 @pytest.fixture
@@ -94,6 +98,12 @@ def test_extract_blocks_keeps_order_and_honours_no_run(tmp_path):
         ("python", False),
     ]
     assert [b.code for b in python_blocks(doc)] == ["a = 1\n", "b = a + 1\n"]
+
+
+def test_indented_blocks_of_a_list_are_found_and_dedented(tmp_path):
+    doc = tmp_path / "list.md"
+    doc.write_text("1. Step:\n\n   ```python\n   x = 1\n   if x:\n       y = 2\n   ```\n")
+    assert [b.code for b in python_blocks(doc)] == ["x = 1\nif x:\n    y = 2\n"]
 
 
 def test_an_unclosed_fence_is_an_error(tmp_path):
