@@ -290,9 +290,10 @@ class JobService:
                 extra={"job_id": job.pk, "worker_id": worker_id},
             )
         else:
-            # A job cancelled while it ran keeps its status, and gets its output.
+            # A job cancelled or timed out while it ran keeps its status, and
+            # gets its output.
             ContainerJob.objects.filter(
-                pk=job.pk, status=JobStatus.CANCELLED, attempt=ref.attempt
+                pk=job.pk, status__in=(JobStatus.CANCELLED, JobStatus.TIMEOUT), attempt=ref.attempt
             ).update(
                 stdout=fields["stdout"], stderr=fields["stderr"], exit_code=fields["exit_code"]
             )
@@ -364,13 +365,16 @@ class JobService:
         Returns:
             True when this call recorded the timeout.
         """
-        executor = self.executor_for(job)
-        executor.kill(ref)
-        logs = self.collect_logs(job, ref)
+        # The timeout is written before the kill: the other way round, the
+        # follower could record the killed container's end (exit 137) as a
+        # failure first.
         try:
             job.mark_as_timeout()
         except InvalidStateTransition:
             return False
+        executor = self.executor_for(job)
+        executor.kill(ref)
+        logs = self.collect_logs(job, ref)
         ContainerJob.objects.filter(pk=job.pk).update(stdout=logs.stdout, stderr=logs.stderr)
         logger.warning(
             "Job %s timed out after %s s and was killed",

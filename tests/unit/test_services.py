@@ -189,6 +189,26 @@ def test_timeout_kills_and_records_the_timeout(fake_host, fake_executor):
     assert job.stdout == "out\n"
 
 
+def test_timeout_is_recorded_before_the_kill_so_the_end_cannot_win_as_a_failure(
+    fake_host, fake_executor
+):
+    job, ref = running_job(fake_host, fake_executor)
+    seen = []
+    kill = fake_executor.kill
+
+    def record(killing):
+        seen.append(ContainerJob.objects.get(pk=job.pk).status)
+        kill(killing)
+        # What the follower does when the killed container's end arrives.
+        job_service.finish_job(ContainerJob.objects.get(pk=job.pk), ExitStatus(killing, 137))
+
+    fake_executor.kill = record
+    assert job_service.timeout_job(job, ref)
+    assert seen == [JobStatus.TIMEOUT]
+    stored = ContainerJob.objects.get(pk=job.pk)
+    assert (stored.status, stored.exit_code) == (JobStatus.TIMEOUT, 137)
+
+
 # Control ------------------------------------------------------------------------------
 
 
