@@ -58,8 +58,9 @@ except JobAlreadyQueuedError as exc:
 # Get next 5 jobs ready to launch
 ready_jobs = queue_manager.get_ready_jobs(limit=5)
 
-for ready in ready_jobs:
-    print(f"Job {ready.id}: {ready.name} (priority: {ready.priority})")
+for job in ready_jobs:
+    print(f"Job {job.id}: {job.name} (priority: {job.priority})")
+assert job.command == "echo hello"  # highest priority first: the loop ends on `job`
 
 # ---------------------------------------------------------------------------
 # Model properties

@@ -112,9 +112,15 @@ def module_names(module: ModuleType) -> list[str]:
     ]
 
 
+def _own_classes(cls: type) -> list[type]:
+    """``cls`` and the internal mixins it is made of (their members are its own)."""
+    return [k for k in cls.__mro__ if k is cls or k.__module__ in INTERNAL_MODULES]
+
+
 def _is_own(cls: type, name: str) -> bool:
-    """True unless ``name`` overrides a base class's (documented there, or by Django)."""
-    return not any(name in vars(base) for base in cls.__mro__[1:])
+    """True unless ``name`` overrides a public or foreign base (documented there, or by Django)."""
+    own = _own_classes(cls)
+    return not any(name in vars(base) for base in cls.__mro__ if base not in own)
 
 
 def _is_member(value: object) -> bool:
@@ -130,14 +136,18 @@ def class_members(cls: type) -> Iterator[str]:
         return
     if issubclass(cls, ModelAdmin):
         return  # Django's hooks and list columns: the admin guide documents the pages
-    for name, value in vars(cls).items():
-        if (
-            not name.startswith("_")
-            and name not in INHERITED_NOISE
-            and _is_member(value)
-            and _is_own(cls, name)
-        ):
-            yield name
+    seen: set[str] = set()
+    for klass in _own_classes(cls):
+        for name, value in vars(klass).items():
+            if (
+                name not in seen
+                and not name.startswith("_")
+                and name not in INHERITED_NOISE
+                and _is_member(value)
+                and _is_own(cls, name)
+            ):
+                seen.add(name)
+                yield name
     meta = getattr(cls, "_meta", None)
     if meta is not None and getattr(meta, "concrete_model", None) is cls:
         for model_field in meta.local_fields:
