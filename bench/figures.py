@@ -1,0 +1,450 @@
+"""The measurements: each function sets up, measures once, and cleans up after itself.
+
+They run in the runner's process, with Django set up on the bench database;
+workers, the floor and the peers run in processes of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bench.common import (
+    DSN,
+    IMAGE,
+    JOB_TABLE,
+    PYTHON,
+    ROOT,
+    child_env,
+    clear_jobs,
+    hosts,
+    new_job,
+    run_json,
+    start_workers,
+    stop_workers,
+    wait_until,
+)
+
+TERMINAL = ("completed", "failed", "timeout", "cancelled")
+#: Jobs a worker holds at once in the no-op drain (claims come in batches of its free slots).
+DRAIN_CONCURRENCY = 20
+
+
+def _not_terminal() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM {JOB_TABLE} WHERE NOT (status = ANY(%s))", [list(TERMINAL)]
+        )
+        return int(cursor.fetchone()[0])
+
+
+def _count(status: str) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {JOB_TABLE} WHERE status = %s", [status])
+        return int(cursor.fetchone()[0])
+
+
+# Enqueue --------------------------------------------------------------------------
+
+
+def _floor_row() -> tuple[list[str], tuple[Any, ...]]:
+    """Column names and values of one queued no-op job, as the ORM would write them."""
+    from django.db import connection
+
+    from container_manager.models import ContainerJob
+
+    noop, _ = hosts()
+    job = new_job(noop)
+    job.full_clean(exclude=["id"])
+    fields = [f for f in ContainerJob._meta.concrete_fields if not f.primary_key]
+    values = tuple(
+        f.get_db_prep_save(f.pre_save(job, add=True), connection=connection) for f in fields
+    )
+    return [f'"{f.column}"' for f in fields], values
+
+
+def enqueue_one_by_one(jobs: int) -> float:
+    """Jobs/s: create each job, then ``queue_manager.queue_job`` it (its own transactions)."""
+    from container_manager.models import ContainerJob
+    from container_manager.queue import queue_manager
+
+    clear_jobs()
+    noop, _ = hosts()
+    start = time.perf_counter()
+    for _ in range(jobs):
+        job = ContainerJob.objects.create(name="bench", host=noop, image=IMAGE, command="true")
+        queue_manager.queue_job(job)
+    return jobs / (time.perf_counter() - start)
+
+
+def enqueue_bulk(jobs: int) -> float:
+    """Jobs/s: ``bulk_create`` of queued jobs in one transaction, one NOTIFY."""
+    from django.db import transaction
+
+    from container_manager.models import ContainerJob
+    from container_manager.notify import announce_work
+
+    clear_jobs()
+    noop, _ = hosts()
+    start = time.perf_counter()
+    with transaction.atomic():
+        ContainerJob.objects.bulk_create([new_job(noop) for _ in range(jobs)], batch_size=1000)
+        announce_work("")
+    return jobs / (time.perf_counter() - start)
+
+
+def insert_floor(jobs: int, bulk: bool) -> float:
+    """Jobs/s of plain psycopg INSERTs of the same rows: one per transaction, or all in one."""
+    import psycopg
+
+    clear_jobs()
+    columns, values = _floor_row()
+    sql = (
+        f"INSERT INTO {JOB_TABLE} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
+    with psycopg.connect(DSN, autocommit=not bulk) as conn:
+        start = time.perf_counter()
+        if bulk:
+            with conn.cursor() as cursor:
+                cursor.executemany(sql, [values] * jobs)
+            conn.commit()
+        else:
+            for _ in range(jobs):
+                conn.execute(sql, values, prepare=True)
+        elapsed = time.perf_counter() - start
+    return jobs / elapsed
+
+
+def fill_queued(jobs: int) -> None:
+    """Put ``jobs`` queued no-op jobs in the table (one statement, no timing)."""
+    from django.db import connection
+
+    columns, values = _floor_row()
+    placeholders = ", ".join(["%s"] * len(columns))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {JOB_TABLE} ({', '.join(columns)}) "
+            f"SELECT {placeholders} FROM generate_series(1, %s)",
+            [*values, jobs],
+        )
+
+
+# Drain ----------------------------------------------------------------------------
+
+
+def drain_worker(jobs: int, processes: int) -> dict[str, float]:
+    """Jobs/s of ``processes`` idle workers draining ``jobs`` jobs queued at once (no-op host).
+
+    The jobs are committed in one transaction with one NOTIFY; the clock runs
+    from that commit until no job is left unfinished.
+    """
+    from django.db import transaction
+
+    from container_manager.models import ContainerJob
+    from container_manager.notify import announce_work
+
+    clear_jobs()
+    noop, _ = hosts()
+    workers = start_workers(processes, DRAIN_CONCURRENCY)
+    try:
+        rows = [new_job(noop) for _ in range(jobs)]
+        with transaction.atomic():
+            ContainerJob.objects.bulk_create(rows, batch_size=1000)
+            announce_work("")
+        start = time.perf_counter()
+        if not wait_until(lambda: _not_terminal() == 0, 900, 0.05):
+            raise RuntimeError(f"{_not_terminal()} jobs still unfinished after 900 s")
+        elapsed = time.perf_counter() - start
+        rss = max(w.peak_rss_kb() for w in workers)
+    finally:
+        stop_workers(workers)
+    failed = jobs - _count("completed")
+    if failed:
+        raise RuntimeError(f"{failed} no-op jobs did not complete")
+    return {"rate": jobs / elapsed, "rss_mb": rss / 1024}
+
+
+def drain_floor(jobs: int, processes: int) -> float:
+    """Jobs/s of plain psycopg loops (one job per transaction, SKIP LOCKED) in ``processes``."""
+    clear_jobs()
+    fill_queued(jobs)
+    procs = [
+        subprocess.Popen(
+            [PYTHON, "-m", "bench.peers", "floor", "--dsn", DSN, "--go"],
+            cwd=ROOT,
+            env=child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("floor process failed to start")
+    start = time.time()
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=600)
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    done = sum(r["jobs"] for r in results)
+    if done != jobs:
+        raise RuntimeError(f"floor finished {done} of {jobs} jobs")
+    return jobs / (max(r["end"] for r in results) - start)
+
+
+def drain_peer(name: str, jobs: int) -> dict[str, float]:
+    """Jobs/s of a peer draining ``jobs`` no-op tasks it enqueued itself (one process)."""
+    extra = {"pgqueuer": ["--batch", "10"], "procrastinate": ["--concurrency", "10"]}
+    result = run_json(
+        ["-m", "bench.peers", name, "--dsn", DSN, "--jobs", str(jobs), *extra.get(name, [])],
+        timeout=900,
+    )
+    if result.get("left"):
+        raise RuntimeError(f"{result['left']} tasks left undone")
+    return {
+        "rate": result["jobs"] / (result["end"] - result["start"]),
+        "rss_mb": result["peak_rss_kb"] / 1024,
+    }
+
+
+# Pickup latency ---------------------------------------------------------------------
+
+
+def pickup_latency(samples: int, notify: bool, poll_interval: float) -> dict[str, float]:
+    """p50/p95 ms from enqueue (``queued_at``) to launch (``launched_at``) for an idle worker.
+
+    Without NOTIFY the worker listens on a channel nobody notifies, so it
+    finds the job at its next poll; each job is then enqueued at a random
+    point of the poll cycle.
+    """
+    from container_manager.models import ContainerJob
+    from container_manager.queue import queue_manager
+
+    clear_jobs()
+    noop, _ = hosts()
+    env = {} if notify else {"BENCH_NOTIFY_CHANNEL": "bench_nobody_notifies"}
+    workers = start_workers(1, 4, poll=poll_interval, **env)
+    latencies = []
+    try:
+        for _ in range(samples):
+            time.sleep(random.uniform(0.05, 0.08) if notify else random.uniform(0, poll_interval))
+            job = ContainerJob.objects.create(name="bench", host=noop, image=IMAGE, command="true")
+            queue_manager.queue_job(job)
+            qs = ContainerJob.objects.filter(pk=job.pk, status="completed")
+            if not wait_until(qs.exists, poll_interval * 3 + 10, 0.002):
+                raise RuntimeError(f"job {job.pk} not picked up")
+            queued_at, launched_at = ContainerJob.objects.values_list(
+                "queued_at", "launched_at"
+            ).get(pk=job.pk)
+            latencies.append((launched_at - queued_at).total_seconds() * 1000)
+    finally:
+        stop_workers(workers)
+    latencies.sort()
+    return {
+        "p50": statistics.median(latencies),
+        "p95": latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))],
+    }
+
+
+# Ready query --------------------------------------------------------------------------
+
+
+def _candidate_sql(limit: int) -> tuple[str, list[Any]]:
+    """The SELECT of ``claim_jobs``: ready jobs, open hosts, priority then FIFO, SKIP LOCKED."""
+    from django.db import transaction
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from container_manager.models import ContainerJob
+    from container_manager.queue.claims import (
+        CANDIDATE_FACTOR,
+        MAX_EXTRA_CANDIDATES,
+        READY_ORDER,
+        ready_q,
+    )
+
+    noop, docker = hosts()
+    extra = min(limit * (CANDIDATE_FACTOR - 1), MAX_EXTRA_CANDIDATES)
+    qs = (
+        ContainerJob.objects.filter(ready_q(timezone.now()))
+        .filter(Q(host_id__in=sorted([noop.pk, docker.pk])) | Q(host__isnull=True))
+        .order_by(*READY_ORDER)
+        .select_for_update(skip_locked=True, of=("self",))[: limit + extra]
+    )
+    with transaction.atomic():
+        sql, params = qs.query.sql_with_params()
+    return sql, list(params)
+
+
+def ready_query(size: int, repeats: int, limit: int = 10) -> dict[str, Any]:
+    """Cost of acquisition with ``size`` queued jobs (the table is grown to that size first).
+
+    Returns the median execution time of the candidate SELECT (EXPLAIN
+    ANALYZE), the median time of a whole ``claim_jobs(limit)`` rolled back,
+    and the plan.
+    """
+    from django.db import connection, transaction
+
+    from container_manager.queue import queue_manager
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {JOB_TABLE}")
+        have = int(cursor.fetchone()[0])
+    if have < size:
+        # Spread priorities and enqueue times like a real backlog.
+        columns, values = _floor_row()
+        sets = dict(zip(columns, values, strict=True))
+        cols = [c for c in columns if c not in ('"priority"', '"queued_at"')]
+        select = ", ".join(["%s"] * len(cols))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {JOB_TABLE} ({', '.join(cols)}, priority, queued_at) "
+                f"SELECT {select}, (g %% 5) * 20, now() - (g || ' ms')::interval "
+                f"FROM generate_series(%s, %s) AS g",
+                [*(sets[c] for c in cols), have + 1, size],
+            )
+            cursor.execute(f"VACUUM ANALYZE {JOB_TABLE}")
+    sql, params = _candidate_sql(limit)
+    select_ms, claim_ms, plan = [], [], ""
+
+    class Rollback(Exception):
+        pass
+
+    for _ in range(repeats):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+            lines = [row[0] for row in cursor.fetchall()]
+        plan = "\n".join(lines)
+        select_ms.append(
+            float(next(line for line in lines if line.startswith("Execution Time")).split()[2])
+        )
+        try:
+            with transaction.atomic():
+                start = time.perf_counter()
+                claimed = queue_manager.claim_jobs("bench-ready-query", limit)
+                claim_ms.append((time.perf_counter() - start) * 1000)
+                if len(claimed) != limit:
+                    raise RuntimeError(f"claimed {len(claimed)} of {limit}")
+                raise Rollback
+        except Rollback:
+            pass
+    return {
+        "select_ms": statistics.median(select_ms),
+        "claim_ms": statistics.median(claim_ms),
+        "index_scan": "Index Scan using cm_job_ready_idx" in plan,
+        "plan": plan,
+    }
+
+
+# Real containers ----------------------------------------------------------------------
+
+
+def containers_worker(jobs: int, concurrency: int) -> float:
+    """Jobs/s of one worker at ``max_concurrent`` running busybox ``true`` jobs on Docker."""
+    from django.db import transaction
+
+    from container_manager.models import ContainerJob
+    from container_manager.notify import announce_work
+
+    clear_jobs()
+    _, docker = hosts()
+    workers = start_workers(1, concurrency)
+    try:
+        with transaction.atomic():
+            ContainerJob.objects.bulk_create([new_job(docker) for _ in range(jobs)])
+            announce_work("")
+        start = time.perf_counter()
+        if not wait_until(lambda: _not_terminal() == 0, 900, 0.05):
+            raise RuntimeError("containers not finished after 900 s")
+        elapsed = time.perf_counter() - start
+    finally:
+        stop_workers(workers)
+    completed = _count("completed")
+    if completed != jobs:
+        raise RuntimeError(f"only {completed} of {jobs} container jobs completed")
+    return jobs / elapsed
+
+
+def containers_sdk(jobs: int, concurrency: int) -> float:
+    """Jobs/s of the docker SDK alone, ``concurrency`` threads, no queue.
+
+    Each thread creates, starts and waits for a container, reads its logs and
+    removes it: what the worker does for a job, minus the database.
+    """
+    import docker
+
+    from container_manager.conf import settings
+
+    client = docker.DockerClient(base_url="unix:///var/run/docker.sock")
+    network = str(settings.DOCKER_DEFAULT_NETWORK)
+
+    def one(n: int) -> int:
+        container = client.containers.create(
+            IMAGE, ["true"], network_mode=network, labels={"cm-bench": "sdk"}
+        )
+        container.start()
+        code = int(container.wait()["StatusCode"])
+        container.logs(stdout=True, stderr=False)
+        container.logs(stdout=False, stderr=True)
+        container.remove(force=True)
+        return code
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        codes = list(pool.map(one, range(jobs)))
+    elapsed = time.perf_counter() - start
+    client.close()
+    if any(codes):
+        raise RuntimeError("some SDK containers failed")
+    return jobs / elapsed
+
+
+# Memory ------------------------------------------------------------------------------
+
+
+def memory_big_output(megabytes: int) -> dict[str, float]:
+    """Peak RSS (MB) of a worker while one Docker job prints ``megabytes`` MB to stdout."""
+    from container_manager.models import ContainerJob
+    from container_manager.queue import queue_manager
+
+    clear_jobs()
+    _, docker = hosts()
+    workers = start_workers(1, 2)
+    try:
+        idle_kb = workers[0].peak_rss_kb()
+        line = "0123456789" * 10
+        command = f"yes {line} | head -c {megabytes * 1024 * 1024}"
+        job = ContainerJob.objects.create(
+            name="bench-big-output", host=docker, image=IMAGE, command=command,
+            is_shell_command=True,
+        )  # fmt: skip
+        queue_manager.queue_job(job)
+        if not wait_until(lambda: _not_terminal() == 0, 300, 0.1):
+            raise RuntimeError("big-output job did not finish in 300 s")
+        peak_kb = workers[0].peak_rss_kb()
+    finally:
+        stop_workers(workers)
+    job.refresh_from_db()
+    if job.status != "completed":
+        raise RuntimeError(f"big-output job ended {job.status}: {job.last_error}")
+    return {
+        "rss_mb": peak_kb / 1024,
+        "idle_rss_mb": idle_kb / 1024,
+        "stored_kb": len(job.stdout) / 1024,
+    }
