@@ -7,8 +7,10 @@ exception without documentation fails here.
 
 from __future__ import annotations
 
+import ast
 import re
 from functools import cache
+from pathlib import Path
 
 from tests.docs import public_api
 from tests.docs.test_doc_examples import DOCS
@@ -56,3 +58,26 @@ def test_every_signal_the_worker_handles_has_an_entry():
 def test_the_check_accepts_code_spelling_only():
     assert is_documented("queue_job")
     assert not is_documented("definitely_not_a_documented_name")
+
+
+def code_defaults() -> dict[str, object]:
+    """``conf.DEFAULTS`` as written in conf.py (the test run patches a few at run time)."""
+    import container_manager.conf
+
+    tree = ast.parse(Path(container_manager.conf.__file__).read_text())
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "DEFAULTS":
+            assert node.value is not None
+            return eval(
+                compile(ast.Expression(node.value), "conf.py", "eval"), {"__builtins__": {}}
+            )
+    raise AssertionError("DEFAULTS not found in conf.py")
+
+
+def test_the_settings_table_gives_each_key_its_real_default():
+    table = reference_text().split("| key | default | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = {
+        key: ast.literal_eval(default)
+        for key, default in re.findall(r"^\| `(\w+)` \| `([^`]+)`", table, flags=re.M)
+    }
+    assert documented == code_defaults()
