@@ -136,3 +136,45 @@ def test_every_worker_command_line_in_the_docs_is_valid():
                     pytest.fail(f"{path.name}:{block.line}: {line.strip()!r} is refused: {exc!r}")
                 checked += 1
     assert checked >= 5
+
+
+def is_subset(shown: object, full: object) -> bool:
+    """True when every key and item of ``shown`` is in ``full`` (lists item by item)."""
+    if isinstance(shown, dict) and isinstance(full, dict):
+        return all(k in full and is_subset(v, full[k]) for k, v in shown.items())
+    if isinstance(shown, list) and isinstance(full, list):
+        return len(shown) <= len(full) and all(map(is_subset, shown, full))
+    return shown == full
+
+
+def deployment_blocks(language: str) -> list[str]:
+    return [b.code for b in extract_blocks(DOCS / "deployment.md") if b.language == language]
+
+
+def test_the_systemd_unit_shown_in_the_docs_is_the_file():
+    def parse(text: str) -> dict[str, dict[str, str]]:
+        parser = configparser.ConfigParser(strict=False, interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser.read_string(text)
+        return {name: dict(parser[name]) for name in parser.sections()}
+
+    [shown] = deployment_blocks("ini")
+    assert parse(shown) == parse(
+        (DEPLOY / "systemd" / "django-queue-processor.service").read_text()
+    )
+
+
+def test_the_yaml_shown_in_the_docs_is_part_of_the_files():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    worker = yaml.safe_load((DEPLOY / "kubernetes" / "worker.yaml").read_text())
+    shown = [yaml.safe_load(code) for code in deployment_blocks("yaml")]
+    assert len(shown) == 2
+    assert is_subset(shown[0], compose)
+    assert is_subset(shown[1], worker)
+
+
+def test_is_subset_notices_a_changed_value():
+    full = {"a": [{"b": 1, "c": 2}], "d": 3}
+    assert is_subset({"a": [{"b": 1}]}, full)
+    assert not is_subset({"a": [{"b": 9}]}, full)
+    assert not is_subset({"e": 1}, full)
