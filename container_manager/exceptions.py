@@ -16,10 +16,11 @@ class InvalidStateTransition(ContainerManagerError, ValueError):
     """A job was asked to move between two statuses that the state machine forbids."""
 
     def __init__(self, job_id: int | None, current: str, new: str, detail: str = "") -> None:
+        # str(): a JobStatus member's repr would read "JobStatus.COMPLETED".
         self.job_id = job_id
-        self.current = current
-        self.new = new
-        message = f"Job {job_id} cannot move from {current!r} to {new!r}"
+        self.current = str(current)
+        self.new = str(new)
+        message = f"Job {job_id} cannot move from {self.current!r} to {self.new!r}"
         if detail:
             message = f"{message}: {detail}"
         super().__init__(message)

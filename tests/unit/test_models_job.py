@@ -199,6 +199,13 @@ def test_queryset_update_refuses_unknown_status_and_expressions():
     assert stored(job, "status") == {"status": JobStatus.PENDING}
 
 
+def test_transition_error_names_statuses_by_their_values():
+    job = make_job(status=JobStatus.COMPLETED)
+    with pytest.raises(InvalidStateTransition) as caught:
+        job.transition_to(JobStatus.RUNNING)
+    assert str(caught.value) == f"Job {job.pk} cannot move from 'completed' to 'running'"
+
+
 def test_transition_from_a_stale_instance_raises_and_refreshes():
     job = make_job(status=JobStatus.QUEUED)
     other = ContainerJob.objects.get(pk=job.pk)
