@@ -48,6 +48,19 @@ def drop_database() -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}"')
 
 
+def remove_leftover_containers() -> None:
+    """Remove the containers an interrupted run left (label ``cm-bench``); no Docker, no-op."""
+    try:
+        import docker
+
+        client = docker.DockerClient(base_url="unix:///var/run/docker.sock")
+        for container in client.containers.list(all=True, filters={"label": "cm-bench"}):
+            container.remove(force=True)
+        client.close()
+    except Exception:
+        return
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """Environment of every process the runner starts."""
     env = dict(os.environ)

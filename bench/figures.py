@@ -45,6 +45,14 @@ def _not_terminal() -> int:
         return int(cursor.fetchone()[0])
 
 
+def _analyze() -> None:
+    """Fresh planner statistics, as autovacuum would have after a bulk load."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {JOB_TABLE}")
+
+
 def _count(status: str) -> int:
     from django.db import connection
 
@@ -160,6 +168,7 @@ def drain_worker(jobs: int, processes: int) -> dict[str, float]:
         rows = [new_job(noop) for _ in range(jobs)]
         with transaction.atomic():
             ContainerJob.objects.bulk_create(rows, batch_size=1000)
+            _analyze()
             announce_work("")
         start = time.perf_counter()
         if not wait_until(lambda: _not_terminal() == 0, 900, 0.05):
@@ -178,6 +187,7 @@ def drain_floor(jobs: int, processes: int) -> float:
     """Jobs/s of plain psycopg loops (one job per transaction, SKIP LOCKED) in ``processes``."""
     clear_jobs()
     fill_queued(jobs)
+    _analyze()
     procs = [
         subprocess.Popen(
             [PYTHON, "-m", "bench.peers", "floor", "--dsn", DSN, "--go"],

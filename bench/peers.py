@@ -91,6 +91,8 @@ async def pgqueuer(dsn: str, jobs: int, batch: int) -> None:
     for first in range(0, jobs, chunk):
         n = min(chunk, jobs - first)
         await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
+    # Fresh statistics, as autovacuum would have after a bulk load.
+    await setup.execute("ANALYZE pgqueuer")
     conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     manager = QueueManager(Queries(PsycopgDriver(conn)))
 
@@ -132,6 +134,8 @@ async def procrastinate_drain(dsn: str, jobs: int, concurrency: int) -> None:
         for first in range(0, jobs, chunk):
             n = min(chunk, jobs - first)
             await noop.batch_defer_async(*([{}] * n))
+        async with app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+            await conn.execute("ANALYZE procrastinate_jobs")
         start = time.time()
         await app.run_worker_async(
             queues=["bench"],
@@ -152,7 +156,7 @@ def django_tasks_db(dsn: str, jobs: int) -> None:
 
     django.setup()
     from django.core.management import call_command
-    from django.db import transaction
+    from django.db import connection, transaction
     from django_tasks_db.models import DBTaskResult
 
     from bench.peer_tasks import noop
@@ -160,6 +164,8 @@ def django_tasks_db(dsn: str, jobs: int) -> None:
     with transaction.atomic():
         for _ in range(jobs):
             noop.enqueue()
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {DBTaskResult._meta.db_table}")
     start = time.time()
     call_command(
         "db_worker", batch=True, interval=0.0, no_startup_delay=True, reload=False, verbosity=0

@@ -62,7 +62,7 @@ class Sizes:
     big_output_mb: int
 
 
-FULL = Sizes(3, 10_000, 10_000, 3_000, 40, 8, 1, (1_000, 100_000, 1_000_000), 15, 200, 8, 200)
+FULL = Sizes(3, 10_000, 10_000, 2_000, 40, 6, 1, (1_000, 100_000, 1_000_000), 15, 200, 8, 200)
 QUICK = Sizes(1, 1_000, 1_000, 1_000, 10, 3, 1, (1_000, 10_000, 100_000), 5, 20, 8, 20)
 #: Figures that take a minute or more per sample: measured in the first and
 #: last rounds only (two samples in a run of three rounds).
@@ -418,6 +418,7 @@ def main() -> None:
 
     began = time.monotonic()
     common.recreate_database()
+    common.remove_leftover_containers()
     common.setup_django()
     from bench.noop_executor import register
 

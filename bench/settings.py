@@ -29,5 +29,6 @@ if importlib.util.find_spec("django_tasks_db") is not None:
 CONTAINER_MANAGER = {
     **CONTAINER_MANAGER,
     "NOTIFY_CHANNEL": os.environ.get("BENCH_NOTIFY_CHANNEL", "container_manager_jobs"),
-    # The worker's maintenance pass runs every heartbeat: keep the default.
+    # Marks the containers of a run, for cleaning up after an interrupted one.
+    "CONTAINER_LABELS": {"cm-bench": "worker"},
 }
