@@ -296,7 +296,12 @@ def test_progress_lines_and_timeouts_are_handled_by_the_worker(
 
     slow.refresh_from_db()
     assert (slow.error_code, slow.worker_id) == ("SYSTEM_TIMEOUT", "")
-    assert not docker_engine.api.inspect_container(slow.container_id)["State"]["Running"]
+    # The timeout is stored first, then the container is killed.
+    wait_until(
+        lambda: not docker_engine.api.inspect_container(slow.container_id)["State"]["Running"],
+        10,
+        what="timed-out container killed",
+    )
     worker.wait_for_line(rf"Job {slow.pk} timed out after 2 s")
     worker.signal(signal.SIGTERM)
     assert worker.wait_exit(20) == 0

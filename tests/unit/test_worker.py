@@ -235,9 +235,10 @@ def test_timeouts_are_enforced_by_the_holding_worker(fake_host, fake_executor):
             started_at=timezone.now() - timedelta(seconds=5)
         )
         wait_until(lambda: status_of(job) == JobStatus.TIMEOUT, 5, 0.02)
+        # The timeout is stored first, then the container is killed.
+        wait_until(lambda: fake_executor.killed, 5, 0.02)
     finally:
         run.stop()
-    assert fake_executor.killed
 
 
 @threaded
