@@ -383,7 +383,7 @@ def environment() -> dict[str, Any]:
     try:
         import psycopg
 
-        with psycopg.connect(common.DSN) as conn:
+        with psycopg.connect(f"{common.SERVER_URL}/postgres") as conn:
             row = conn.execute("SHOW server_version").fetchone()
             info["postgresql"] = row[0] if row else ""
     except Exception:
@@ -406,11 +406,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, one round: a smoke run")
     parser.add_argument("--rounds", type=int, help="rounds of every figure (default 3, quick 1)")
     parser.add_argument("--only", default="", help=f"comma-separated groups of {', '.join(GROUPS)}")
+    parser.add_argument(
+        "--worker-drain-jobs",
+        type=int,
+        help="jobs per drain of our worker (default 2,000: at about 100 jobs/s, "
+        "10,000 would take the run past 15 minutes)",
+    )
     parser.add_argument("--keep-db", action="store_true", help="do not drop cm_bench at the end")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     if args.rounds:
         sizes.rounds = args.rounds
+    if args.worker_drain_jobs:
+        sizes.worker_drain_jobs = args.worker_drain_jobs
     groups = set(args.only.split(",")) if args.only else set(GROUPS)
     unknown = groups - set(GROUPS)
     if unknown:
