@@ -24,6 +24,7 @@ from django.db import OperationalError, connection
 
 from container_manager.models import ContainerJob
 from container_manager.services import job_ref
+from container_manager.worker.db import drop_connection_if_broken
 
 if TYPE_CHECKING:
     from container_manager.worker.loop import Worker
@@ -55,17 +56,20 @@ class LaunchPool:
             self._tasks.put(None)
 
     def _run(self) -> None:
-        while True:
-            task = self._tasks.get()
-            if task is None:
-                return
-            try:
-                task()
-            except Exception:
-                logger.exception("Launch task failed")
-            finally:
-                # Each task may have opened a connection in this thread.
-                connection.close()
+        try:
+            while True:
+                task = self._tasks.get()
+                if task is None:
+                    return
+                try:
+                    task()
+                except Exception:
+                    logger.exception("Launch task failed")
+                finally:
+                    # The thread keeps its connection for its next launch.
+                    drop_connection_if_broken()
+        finally:
+            connection.close()
 
 
 class Claimer:

@@ -28,6 +28,7 @@ from container_manager.models import ContainerJob, ExecutorHost, ExecutorType
 from container_manager.notify import announce_work
 from container_manager.services import job_service
 from container_manager.states import JobStatus
+from container_manager.worker.db import drop_connection_if_broken
 
 if TYPE_CHECKING:
     from container_manager.worker.loop import Worker
@@ -163,6 +164,7 @@ class Follower:
                         self._lock.wait(WAIT_SLICE_SECONDS)
                         continue
                 self.poll_host(host_id, WAIT_SLICE_SECONDS)
+                drop_connection_if_broken()
         finally:
             connection.close()
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from container_manager.conf import settings
@@ -44,6 +44,7 @@ from container_manager.queue import JobQueueManager
 from container_manager.queue.base import default_worker_id
 from container_manager.states import JobStatus
 from container_manager.worker.claimer import Claimer
+from container_manager.worker.db import drop_connection_if_broken
 from container_manager.worker.follower import Follower
 from container_manager.worker.heartbeat import Heartbeat, mark_stopped, register
 from container_manager.worker.rescuer import Rescuer
@@ -250,7 +251,7 @@ class Worker:
         self.rescuer.rescue(self.free_slots())
 
     def _maintain(self) -> None:
-        close_old_connections()
+        drop_connection_if_broken()
         try:
             self.follower.sync()
             self.rescuer.expire_untracked()
@@ -280,7 +281,7 @@ class Worker:
 
     def _acquire_safely(self) -> list[ContainerJob]:
         try:
-            close_old_connections()
+            drop_connection_if_broken()
             return self.claimer.acquire()
         except Exception as exc:
             logger.exception("Acquiring jobs failed", extra={"worker_id": self.worker_id})

@@ -44,6 +44,7 @@ PUBLIC_MODULES = (
 
 #: Modules that are not public API, with the reason.
 INTERNAL_MODULES = {
+    "container_manager.worker.db": "connection handling inside the worker's threads",
     "container_manager.admin.actions": "admin callbacks; documented as admin actions",
     "container_manager.admin.display": "admin callbacks",
     "container_manager.admin.filters": "admin callbacks; documented as admin filters",
