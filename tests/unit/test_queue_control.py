@@ -7,21 +7,15 @@ from django.utils import timezone
 
 from container_manager.exceptions import ContainerStopDeferredError, InvalidStateTransition
 from container_manager.models import ContainerJob, ExecutorHost, JobQueue
-from container_manager.queue import JobQueueManager
 from container_manager.states import JobStatus
-from tests.unit.test_queue import FakeJobService, make_host, make_job, queued, snapshot
+from tests.unit import test_queue as queue_fixtures
+from tests.unit.test_queue import make_host, make_job, queued, snapshot
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture
-def service():
-    return FakeJobService()
-
-
-@pytest.fixture
-def manager(service):
-    return JobQueueManager(worker_id="test-worker", job_service=service)
+# The `service` and `manager` fixtures come from tests/unit/test_queue.py.
+service = queue_fixtures.service
+manager = queue_fixtures.manager
 
 
 def running_job(manager):

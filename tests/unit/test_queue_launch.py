@@ -7,10 +7,9 @@ from django.utils import timezone
 
 from container_manager.exceptions import ImageNotFoundError
 from container_manager.models import ContainerJob
-from container_manager.queue import JobQueueManager
 from container_manager.states import JobStatus
+from tests.unit import test_queue as queue_fixtures
 from tests.unit.test_queue import (
-    FakeJobService,
     FakeResult,
     make_host,
     make_job,
@@ -21,15 +20,9 @@ from tests.unit.test_queue import (
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture
-def service():
-    return FakeJobService()
-
-
-@pytest.fixture
-def manager(service):
-    return JobQueueManager(worker_id="test-worker", job_service=service)
+# The `service` and `manager` fixtures come from tests/unit/test_queue.py.
+service = queue_fixtures.service
+manager = queue_fixtures.manager
 
 
 def test_launch_job_claims_launches_and_marks_the_job_running(manager, service):

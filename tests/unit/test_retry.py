@@ -9,22 +9,16 @@ from django.utils import timezone
 
 from container_manager.exceptions import ImageNotFoundError, ImagePullError
 from container_manager.models import ContainerJob
-from container_manager.queue import JobQueueManager
 from container_manager.retry import RETRY_STRATEGIES, RetryStrategy, get_strategy, next_retry_at
 from container_manager.states import JobStatus
-from tests.unit.test_queue import FakeJobService, make_host, queued, snapshot
+from tests.unit import test_queue as queue_fixtures
+from tests.unit.test_queue import make_host, queued, snapshot
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture
-def service():
-    return FakeJobService()
-
-
-@pytest.fixture
-def manager(service):
-    return JobQueueManager(worker_id="test-worker", job_service=service)
+# The `service` and `manager` fixtures come from tests/unit/test_queue.py.
+service = queue_fixtures.service
+manager = queue_fixtures.manager
 
 
 def make_due(job):
