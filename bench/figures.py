@@ -282,17 +282,13 @@ def _candidate_sql(limit: int) -> tuple[str, list[Any]]:
     from django.utils import timezone
 
     from container_manager.models import ContainerJob
-    from container_manager.queue.claims import (
-        CANDIDATE_FACTOR,
-        MAX_EXTRA_CANDIDATES,
-        READY_ORDER,
-        ready_q,
-    )
+    from container_manager.models.queries import READY_ORDER
+    from container_manager.queue.claims import CANDIDATE_FACTOR, MAX_EXTRA_CANDIDATES
 
     noop, docker = hosts()
     extra = min(limit * (CANDIDATE_FACTOR - 1), MAX_EXTRA_CANDIDATES)
     qs = (
-        ContainerJob.objects.filter(ready_q(timezone.now()))
+        ContainerJob.objects.ready(timezone.now())
         .filter(Q(host_id__in=sorted([noop.pk, docker.pk])) | Q(host__isnull=True))
         .order_by(*READY_ORDER)
         .select_for_update(skip_locked=True, of=("self",))[: limit + extra]

@@ -64,7 +64,8 @@ def _codes(*entries: ErrorCode) -> dict[str, ErrorCode]:
 
 E = ErrorCode
 
-#: Every error code, by name: seed 003's catalogue and the codes the executors need.
+#: Every error code, by name: the catalogue of docs/troubleshooting.md and the
+#: codes the executors need.
 CATALOGUE: dict[str, ErrorCode] = _codes(
     # Docker errors.
     E(
@@ -236,7 +237,7 @@ CATALOGUE: dict[str, ErrorCode] = _codes(
         "Raise memory_limit_mb or make the job use less memory.",
         False,
     ),
-    # Ollama errors (seed 003).
+    # Ollama errors (model-serving jobs).
     E(
         "OLLAMA_MODEL_NOT_FOUND",
         "Ollama model not found",
@@ -414,7 +415,7 @@ def classify_message(message: str) -> Classification:
 def classify_result(
     error: str, error_code: str = "", transient: bool | None = None
 ) -> Classification:
-    """Classify a failed launch result (``job_service.launch_job``'s answer).
+    """Classify a failed launch result (the answer of ``Containers.launch``).
 
     Args:
         error: The result's message.

@@ -18,6 +18,14 @@ from typing import Any
 
 from django.conf import settings as django_settings
 
+#: Most jobs one worker holds at once (``process_container_jobs --max-concurrent``,
+#: ``Worker(max_concurrent=...)``, ``launch_next_batch(max_concurrent=...)``).
+DEFAULT_MAX_CONCURRENT = 5
+#: Longest wait for the claim lock, and for launches in flight when a worker
+#: stops (``--timeout``, ``Worker(acquire_timeout_seconds=...)``,
+#: ``launch_next_batch(timeout=...)``).
+DEFAULT_ACQUIRE_TIMEOUT_SECONDS = 30
+
 DEFAULTS: dict[str, Any] = {
     # Image of a job created without one (ContainerJob.objects.create(command=...)).
     "DEFAULT_IMAGE": "busybox:latest",
@@ -40,7 +48,8 @@ DEFAULTS: dict[str, Any] = {
     # A worker's claim on a job lasts this long unless its heartbeat renews it.
     "LEASE_SECONDS": 60,
     "HEARTBEAT_SECONDS": 10,
-    # How long an idle worker waits before looking again when it gets no NOTIFY.
+    # How long an idle worker waits before looking again when it gets no NOTIFY
+    # (the default of Worker(poll_interval_seconds=...) and --poll-interval).
     "POLL_INTERVAL_SECONDS": 10,
     # PostgreSQL channel on which enqueues are announced.
     "NOTIFY_CHANNEL": "container_manager_jobs",

@@ -2,7 +2,7 @@
 
 A leaf also inherits the built-in exception that the documentation promises
 (``queue_job`` is documented to raise ``ValueError``), so ``except ValueError``
-keeps working for code written against the seed documents.
+keeps working for code written against the documented API (docs/api-reference.md).
 """
 
 from __future__ import annotations

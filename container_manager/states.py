@@ -1,9 +1,10 @@
 """The job state machine: every status a job can be in, and every allowed move.
 
-``TRANSITIONS`` is the single table of valid moves. Model methods, the queue,
-the admin and the API all go through :func:`can_transition`; the job
-queryset's ``update()`` adds the same table as a filter, so a bulk update can
-never write an invalid move either.
+``TRANSITIONS`` is the single table of valid moves, and holds only the moves
+the code makes. Every move is written by ``container_manager.queue``; the
+model methods it uses check :func:`can_transition`, and the job queryset's
+``update()`` adds the same table as a filter, so a bulk update can never write
+an invalid move either.
 """
 
 from __future__ import annotations
@@ -17,32 +18,39 @@ class JobStatus(models.TextChoices):
     Each member's comment names the code that moves jobs in and out of it.
     """
 
-    # Created, not queued. In: create, JobQueueManager.dequeue_job. Out: queue_job.
+    # Created, not queued. In: create, dequeue_job (queue/manager.py).
+    # Out: queue_job, cancel_job.
     PENDING = "pending", "Pending"
-    # Waiting for a worker. In: queue_job, retry_failed_job, lease recovery.
-    # Out: the claimer (to validating), dequeue_job, cancel, pause.
+    # Waiting for a worker. In: queue_job, retry_failed_job, resume_job,
+    # release_job and requeue_orphan (queue/leases.py).
+    # Out: claim_jobs (queue/claims.py), dequeue_job, pause_job, cancel_job.
     QUEUED = "queued", "Queued"
-    # Claimed by a worker that checks host, image and spec. In: the claimer.
+    # Claimed: a worker holds the job and validates its spec before making the
+    # container. In: claim_jobs. Out: record_step (queue/finishing.py), the
+    # launch's outcome (queue/launching.py), release_job, requeue_orphan, cancel_job.
     VALIDATING = "validating", "Validating"
-    # The executor is creating the container. In: the worker's launch step.
+    # The executor is creating the container. In: record_step. Out: as validating.
     PREPARING = "preparing", "Preparing"
-    # The executor is pulling a missing image. In: the Docker executor's launch.
+    # The executor is pulling a missing image. In: record_step. Out: as validating.
     PULLING = "pulling", "Pulling image"
-    # The container runs. In: mark_as_running. Out: the completion follower.
+    # The container runs. In: launch_claimed (queue/launching.py), resume_job.
+    # Out: finish_job and timeout_job (queue/finishing.py), pause_job,
+    # cancel_job, requeue_orphan.
     RUNNING = "running", "Running"
     # Held by a person: a queued job is skipped, a running container is frozen.
-    # In/out: queue_manager.pause_job / resume_job.
+    # In: pause_job. Out: resume_job, cancel_job, requeue_orphan (queue/control.py).
     PAUSED = "paused", "Paused"
     # A launch failed for a transient reason; waits for its backoff in scheduled_for.
-    # In: mark_as_failed(should_retry=True). Out: the claimer, like a queued job.
+    # In: record_launch_failure (queue/launching.py). Out: as queued.
     RETRYING = "retrying", "Retrying"
-    # Terminal unless retried by hand. In: the completion follower.
+    # The container exited 0. In: finish_job. Out: none.
     COMPLETED = "completed", "Completed"
     # Exit code not 0, or a launch that cannot or may no longer be retried.
+    # In: finish_job, record_launch_failure, process_job. Out: retry_failed_job, queue_job.
     FAILED = "failed", "Failed"
-    # Stopped by a person. Terminal.
+    # Stopped by a person. In: cancel_job (queue/control.py). Out: none.
     CANCELLED = "cancelled", "Cancelled"
-    # Killed after timeout_seconds. In: the worker's timeout enforcement.
+    # Killed after timeout_seconds. In: timeout_job. Out: retry_failed_job, queue_job.
     TIMEOUT = "timeout", "Timed out"
 
 
@@ -59,34 +67,29 @@ TERMINAL_STATUSES: frozenset[str] = frozenset({S.COMPLETED, S.FAILED, S.CANCELLE
 #: Terminal statuses from which a person may queue the job again.
 RETRYABLE_STATUSES: frozenset[str] = frozenset({S.FAILED, S.TIMEOUT})
 
-# Launch steps may go back to queued: a worker that stops (or whose lease is
-# taken over) before the container exists hands the job back.
-_LAUNCH_EXITS = {S.RUNNING, S.FAILED, S.RETRYING, S.CANCELLED, S.QUEUED, S.TIMEOUT}
+#: Statuses in which a worker holds the job under a lease that can expire.
+LEASED_STATUSES: frozenset[str] = ACTIVE_STATUSES | {S.PAUSED}
+
+# Only the moves the code makes (docs/architecture.md names who makes each).
+# A launch ends running, failed or retrying; it goes back to queued when its
+# worker stops (release_job) or dies before the container exists
+# (requeue_orphan), and to cancelled when a person cancels it meanwhile.
+_LAUNCH_EXITS = {S.RUNNING, S.FAILED, S.RETRYING, S.CANCELLED, S.QUEUED}
+# The documented model methods also move a queued job by hand:
+# mark_as_running() to running, mark_as_failed() to failed or (with
+# should_retry) retrying, and a retrying one to failed
+# (docs/api-reference.md, "mark_as_* methods").
+_BY_HAND = {S.RUNNING, S.FAILED, S.RETRYING}
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.PENDING: frozenset({S.QUEUED, S.CANCELLED}),
-    S.QUEUED: frozenset(
-        {
-            S.VALIDATING,
-            S.PREPARING,
-            S.RUNNING,
-            S.PENDING,
-            S.PAUSED,
-            S.CANCELLED,
-            S.FAILED,
-            S.RETRYING,
-        }
-    ),
+    S.QUEUED: frozenset({S.VALIDATING, S.PENDING, S.PAUSED, S.CANCELLED, *_BY_HAND}),
     S.VALIDATING: frozenset({S.PREPARING, S.PULLING, *_LAUNCH_EXITS}),
     S.PREPARING: frozenset({S.PULLING, *_LAUNCH_EXITS}),
     S.PULLING: frozenset({S.PREPARING, *_LAUNCH_EXITS}),
-    S.RUNNING: frozenset(
-        {S.COMPLETED, S.FAILED, S.TIMEOUT, S.CANCELLED, S.PAUSED, S.RETRYING, S.QUEUED}
-    ),
-    S.PAUSED: frozenset({S.QUEUED, S.RUNNING, S.CANCELLED, S.FAILED, S.TIMEOUT}),
-    S.RETRYING: frozenset(
-        {S.VALIDATING, S.PREPARING, S.RUNNING, S.QUEUED, S.PENDING, S.PAUSED, S.CANCELLED, S.FAILED}
-    ),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.TIMEOUT, S.CANCELLED, S.PAUSED, S.QUEUED}),
+    S.PAUSED: frozenset({S.QUEUED, S.RUNNING, S.CANCELLED}),
+    S.RETRYING: frozenset({S.VALIDATING, S.PENDING, S.PAUSED, S.CANCELLED, S.FAILED}),
     S.COMPLETED: frozenset(),
     S.CANCELLED: frozenset(),
     S.FAILED: frozenset({S.QUEUED}),

@@ -1,7 +1,7 @@
 """Queue statistics for the admin's statistics page, the command line and the API.
 
-:func:`get_statistics` answers with seed 003's sections (summary,
-distributions, performance, retries, recent activity) and seed 000's admin
+:func:`get_statistics` answers with the sections of docs/api-reference.md
+(summary, distributions, performance, retries, recent activity) and the admin
 figures (queue depth, ready, running, scheduled, completed and failed today,
 high priority waiting), from six aggregate queries whatever the number of jobs.
 """
@@ -27,11 +27,11 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from container_manager import states
 from container_manager.classification import describe
 from container_manager.conf import settings
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.models.job import PRIORITY_HIGH
+from container_manager.models.queries import due_q, launching_q, waiting_q
 from container_manager.retry import RETRY_STRATEGIES
 from container_manager.states import JobStatus
 
@@ -55,8 +55,8 @@ def _attempts_allowed() -> Coalesce:
 def _counts(jobs: Any) -> dict[str, Any]:
     now = timezone.now()
     today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    waiting = Q(status__in=sorted(states.READY_STATUSES))
-    due = Q(scheduled_for__isnull=True) | Q(scheduled_for__lte=now)
+    waiting = waiting_q()
+    due = due_q(now)
     annotated = jobs.annotate(attempts_allowed=_attempts_allowed())
     return dict(
         annotated.aggregate(
@@ -64,7 +64,7 @@ def _counts(jobs: Any) -> dict[str, Any]:
             queue_depth=Count("id", filter=waiting),
             ready=Count("id", filter=waiting & due),
             scheduled=Count("id", filter=waiting & ~due),
-            launching=Count("id", filter=Q(status__in=sorted(states.LAUNCHING_STATUSES))),
+            launching=Count("id", filter=launching_q()),
             running=Count("id", filter=Q(status=JobStatus.RUNNING)),
             paused=Count("id", filter=Q(status=JobStatus.PAUSED)),
             high_priority_waiting=Count("id", filter=waiting & Q(priority__gte=PRIORITY_HIGH)),

@@ -51,7 +51,7 @@ REPRIORITISABLE_STATUSES = frozenset(
 
 Operation = Callable[[ContainerJob], Any]
 
-#: The bulk actions of the job list, in the order of seed 000.
+#: The bulk actions of the job list, in the order docs/queue-management.md lists them.
 JOB_ACTIONS = (
     "queue_selected_jobs",
     "dequeue_selected_jobs",

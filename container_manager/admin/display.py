@@ -29,7 +29,7 @@ def badge(kind: str, value: str, label: str) -> SafeString:
 
 
 def queue_status_badge(value: str) -> SafeString:
-    """The seed's queue status as a coloured label."""
+    """The job's queue status as a coloured label."""
     return badge("qs", value, _QUEUE_STATUS_LABELS.get(value, value))
 
 

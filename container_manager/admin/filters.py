@@ -12,13 +12,10 @@ from django.http import HttpRequest
 from container_manager import states
 from container_manager.conf import settings
 from container_manager.models import ContainerJob, JobQueue
-from container_manager.models.job import (
-    PRIORITY_HIGH,
-    PRIORITY_LOW,
-    queue_status_q,
-)
+from container_manager.models.job import PRIORITY_HIGH, PRIORITY_LOW
+from container_manager.models.queries import queue_status_q
 
-#: Seed 000's queue-status filter: value and label, in the seed's order.
+#: The queue-status filter (docs/api-reference.md, Admin): value and label.
 QUEUE_STATUS_CHOICES: tuple[tuple[str, str], ...] = (
     ("not_queued", "Not Queued"),
     ("queued", "Queued (Ready)"),
@@ -115,7 +112,7 @@ def known_queue_names(extra: str | None = None) -> list[str]:
 
 
 class QueueStatusFilter(admin.SimpleListFilter):
-    """Seed 000's queue status: not queued, queued, scheduled, launched, launch failed."""
+    """The queue status: not queued, queued, scheduled, launched, launch failed."""
 
     title = "queue status"
     parameter_name = "queue_status"

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
-from container_manager import states
 from container_manager.admin import display
 from container_manager.conf import settings
 from container_manager.models import (
@@ -18,15 +17,8 @@ from container_manager.models import (
     ExecutorHost,
     JobQueue,
 )
+from container_manager.models.queries import active_q, waiting_q
 from container_manager.queue import queue_manager
-from container_manager.states import JobStatus
-
-#: Jobs that occupy a host: being launched, running, or paused with a container.
-# Written as "status in (...) and not paused-before-launch" rather than an
-# OR, so that the status list can drive an index scan.
-_HOLDING = Q(status__in=sorted(states.ACTIVE_STATUSES | {JobStatus.PAUSED})) & ~Q(
-    status=JobStatus.PAUSED, launched_at__isnull=True
-)
 
 
 def _active_jobs_of_host() -> Any:
@@ -37,7 +29,8 @@ def _active_jobs_of_host() -> Any:
     would read every job the host ever ran.
     """
     held = (
-        ContainerJob.objects.filter(_HOLDING, host=OuterRef("pk"))
+        ContainerJob.objects.holding()
+        .filter(host=OuterRef("pk"))
         .order_by()
         .values("host")
         .annotate(n=Count("id"))
@@ -143,8 +136,8 @@ class JobQueueAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(
-                waiting_jobs=_count_of(same_queue.filter(status__in=sorted(states.READY_STATUSES))),
-                active_jobs=_count_of(same_queue.filter(status__in=sorted(states.ACTIVE_STATUSES))),
+                waiting_jobs=_count_of(same_queue.filter(waiting_q())),
+                active_jobs=_count_of(same_queue.filter(active_q())),
             )
         )
 

@@ -72,7 +72,7 @@ FROZEN_STATUSES = states.ACTIVE_STATUSES | {
 
 
 class ContainerJobAdmin(JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
-    """Jobs: seed 000's list view, filters, search, actions and statistics page."""
+    """Jobs: list view, filters, search, actions, statistics page (docs/queue-management.md)."""
 
     list_display = (
         "id",

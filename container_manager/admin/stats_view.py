@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 #: The permission needed to pause and resume a named queue.
 QUEUE_CONTROL_PERMISSION = "container_manager.change_jobqueue"
 
-#: Seed 000's figures, in its order, with the labels the page shows.
+#: The queue figures of docs/queue-management.md (Statistics), in its order,
+#: with the labels the page shows.
 ADMIN_FIGURES: tuple[tuple[str, str], ...] = (
     ("queue_depth", "Queue depth"),
     ("ready", "Ready to launch"),

@@ -26,6 +26,7 @@ from django.urls import URLPattern, path, reverse
 from container_manager import states
 from container_manager.admin.actions import apply_to_jobs, report
 from container_manager.admin.stats_view import queue_control, statistics_context
+from container_manager.containers import containers, job_ref
 from container_manager.models import ContainerJob
 from container_manager.queue import queue_manager
 from container_manager.states import JobStatus
@@ -84,11 +85,7 @@ def read_output(job: ContainerJob) -> dict[str, Any]:
             payload["message"] = "The job has no running container yet; waiting for it."
         return payload
     try:
-        from container_manager.executors import get_executor
-        from container_manager.executors.base import ContainerRef
-
-        ref = ContainerRef(int(job.pk), int(job.attempt), job.container_id)
-        logs = get_executor(job.host).logs(ref, LIVE_LOG_MAX_BYTES)
+        logs = containers.logs(job, job_ref(job), LIVE_LOG_MAX_BYTES)
     except Exception as exc:
         logger.warning(
             "Live output of job %s from host %s is unavailable: %s",

@@ -14,18 +14,10 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from container_manager import states
 from container_manager.admin import display
 from container_manager.conf import settings
 from container_manager.models import ContainerJob, Worker, WorkerStatus
-from container_manager.states import JobStatus
 
-#: Jobs a worker holds: being launched, running, or paused with a container.
-# Written as "status in (...) and not paused-before-launch" rather than an
-# OR, so that the status list can drive an index scan.
-HOLDING_Q = Q(status__in=sorted(states.ACTIVE_STATUSES | {JobStatus.PAUSED})) & ~Q(
-    status=JobStatus.PAUSED, launched_at__isnull=True
-)
 #: Held jobs listed on a worker's page.
 MAX_LISTED_JOBS = 100
 
@@ -101,7 +93,8 @@ class WorkerAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
         """Workers with the number of jobs each holds, counted by the database."""
         held = (
-            ContainerJob.objects.filter(HOLDING_Q, worker_id=OuterRef("worker_id"))
+            ContainerJob.objects.holding()
+            .filter(worker_id=OuterRef("worker_id"))
             .order_by()
             .values("worker_id")
             .annotate(n=Count("id"))
@@ -141,7 +134,8 @@ class WorkerAdmin(admin.ModelAdmin):
     @admin.display(description="jobs held now")
     def held_jobs(self, worker: Worker) -> SafeString | str:
         jobs = (
-            ContainerJob.objects.filter(HOLDING_Q, worker_id=worker.worker_id)
+            ContainerJob.objects.holding()
+            .filter(worker_id=worker.worker_id)
             .only("pk", "name", "status", "lease_expires_at")
             .order_by("pk")[:MAX_LISTED_JOBS]
         )

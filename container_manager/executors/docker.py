@@ -366,6 +366,9 @@ class DockerExecutor(Executor):
         if on_step is not None:
             on_step("pulling")
         self._pull(image)
+        if on_step is not None:
+            # Pulled: the container is being made again.
+            on_step("preparing")
 
     def _pull(self, image: str) -> None:
         repository, tag = parse_repository_tag(image)

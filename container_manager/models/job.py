@@ -15,6 +15,7 @@ from container_manager import states
 from container_manager.conf import settings
 from container_manager.environment import validate_env_mapping
 from container_manager.exceptions import InvalidStateTransition, StaleJobError
+from container_manager.models.queries import JobQuerySet
 from container_manager.retry import RETRY_STRATEGIES, get_strategy, next_retry_at
 from container_manager.states import JobStatus
 
@@ -25,8 +26,6 @@ PRIORITY_LOW = 20
 # Fields whose validators run on every save(); foreign keys are left to the
 # database so that a save costs no extra query.
 _SAVE_EXCLUDE = ("host", "environment_template")
-
-QUEUE_STATUSES = ("not_queued", "queued", "scheduled", "launched", "launch_failed")
 
 
 def _default_priority() -> int:
@@ -45,68 +44,21 @@ def _default_queue() -> str:
     return str(settings.DEFAULT_QUEUE)
 
 
-def queue_status_q(value: str, now: datetime | None = None) -> Q:
-    """Return the filter matching jobs whose ``queue_status`` is ``value``.
+def has_run_past_timeout(started_at: datetime | None, timeout_seconds: int, now: datetime) -> bool:
+    """Tell whether a container started at ``started_at`` has run past its timeout.
+
+    The one definition of "timed out", for the worker's follower (which reads
+    rows as values) and :meth:`ContainerJob.is_past_timeout` alike.
 
     Args:
-        value: One of ``QUEUE_STATUSES``.
-        now: The time that decides between queued and scheduled.
+        started_at: When the container started; None if it has not.
+        timeout_seconds: The job's limit.
+        now: The present.
 
     Returns:
-        A ``Q`` object; the admin filter and the statistics use it.
-
-    Raises:
-        ValueError: For an unknown value.
+        True when more than ``timeout_seconds`` have passed since the start.
     """
-    now = now or timezone.now()
-    waiting = Q(status__in=states.READY_STATUSES)
-    due = Q(scheduled_for__isnull=True) | Q(scheduled_for__lte=now)
-    launched = Q(launched_at__isnull=False)
-    failed_launch = Q(status=JobStatus.FAILED, launched_at__isnull=True, queued_at__isnull=False)
-    claimed = Q(status__in=states.LAUNCHING_STATUSES, launched_at__isnull=True)
-    filters = {
-        "launched": launched,
-        "launch_failed": failed_launch,
-        "scheduled": waiting & ~due & ~launched,
-        "queued": ((waiting & due) | claimed) & ~launched,
-        "not_queued": ~launched & ~failed_launch & ~waiting & ~claimed,
-    }
-    try:
-        return filters[value]
-    except KeyError:
-        raise ValueError(f"Unknown queue status {value!r}; use one of {QUEUE_STATUSES}") from None
-
-
-class JobQuerySet(models.QuerySet["ContainerJob"]):
-    """Job queries; ``update(status=...)`` only moves rows the state machine allows."""
-
-    def update(self, **kwargs: Any) -> int:
-        """Update the rows, guarding any status change.
-
-        When ``status`` is among the values, only rows whose current status may
-        move to it are updated (the others are left as they are), so no code
-        path can write an invalid transition in bulk.
-
-        Returns:
-            The number of rows changed.
-
-        Raises:
-            ValueError: For an unknown status.
-            TypeError: When the status is an expression rather than a value.
-        """
-        if "status" not in kwargs:
-            return super().update(**kwargs)
-        new = kwargs["status"]
-        if not isinstance(new, str):
-            raise TypeError("ContainerJob.status can only be updated to a literal status")
-        if new not in JobStatus.values:
-            raise ValueError(f"Unknown job status {new!r}")
-        guarded = self.filter(status__in=states.sources_of(new))
-        return super(JobQuerySet, guarded).update(**kwargs)
-
-    def with_queue_status(self, value: str) -> JobQuerySet:
-        """Filter on the seed's queue status (not_queued, queued, scheduled, ...)."""
-        return self.filter(queue_status_q(value))
+    return started_at is not None and now - started_at > timedelta(seconds=timeout_seconds)
 
 
 class ContainerJob(models.Model):
@@ -224,7 +176,7 @@ class ContainerJob(models.Model):
             models.Index(
                 fields=["lease_expires_at"],
                 name="cm_job_lease_idx",
-                condition=Q(status__in=sorted(states.ACTIVE_STATUSES | {JobStatus.PAUSED})),
+                condition=Q(status__in=sorted(states.LEASED_STATUSES)),
             ),
             models.Index(fields=["status", "queue"], name="cm_job_status_queue_idx"),
             models.Index(fields=["host", "status"], name="cm_job_host_status_idx"),
@@ -503,7 +455,7 @@ class ContainerJob(models.Model):
 
     @property
     def queue_status(self) -> str:
-        """The job's place in the queue, as seed 000 names it.
+        """The job's place in the queue (docs/queue-management.md).
 
         Returns:
             ``'not_queued'``, ``'queued'``, ``'scheduled'``, ``'launched'`` or ``'launch_failed'``.
@@ -517,6 +469,10 @@ class ContainerJob(models.Model):
         if self.is_queued:
             return "queued" if self.is_ready_to_launch else "scheduled"
         return "not_queued"
+
+    def is_past_timeout(self, now: datetime) -> bool:
+        """Tell whether the job's container has run longer than ``timeout_seconds``."""
+        return has_run_past_timeout(self.started_at or self.launched_at, self.timeout_seconds, now)
 
     @property
     def duration(self) -> timedelta | None:

@@ -30,17 +30,17 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.db import connections, transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from container_manager import states
 from container_manager.conf import settings
 from container_manager.models import ContainerJob, ExecutorHost, JobQueue
+from container_manager.models.queries import READY_ORDER
 from container_manager.queue.base import ManagerBase
+from container_manager.queue.leases import lease_delta
 from container_manager.states import JobStatus
 
 if TYPE_CHECKING:
@@ -55,35 +55,6 @@ CLAIM_LOCK_KEY = 0x636D_636C_6169_6D
 CANDIDATE_FACTOR = 4
 #: Upper bound of extra candidates locked beyond ``limit``.
 MAX_EXTRA_CANDIDATES = 500
-#: Statuses that occupy a slot of a host and of a queue.
-HOLDING_Q = Q(status__in=sorted(states.ACTIVE_STATUSES)) | Q(
-    status=JobStatus.PAUSED, launched_at__isnull=False
-)
-#: Statuses of jobs whose lease can expire.
-LEASED_STATUSES = sorted(states.ACTIVE_STATUSES | {JobStatus.PAUSED})
-
-
-def ready_q(now: datetime) -> Q:
-    """Jobs waiting in the queue whose scheduled time, if any, has come."""
-    return Q(status__in=sorted(states.READY_STATUSES)) & (
-        Q(scheduled_for__isnull=True) | Q(scheduled_for__lte=now)
-    )
-
-
-#: Order of the ready query: priority desc, then first in, first out (cm_job_ready_idx).
-READY_ORDER = ("-priority", "queued_at", "id")
-
-
-def lease_delta(lease_seconds: int | float | None) -> timedelta:
-    """Return the lease length: ``lease_seconds`` or ``LEASE_SECONDS``.
-
-    Raises:
-        ValueError: For a lease of zero or less.
-    """
-    seconds = settings.LEASE_SECONDS if lease_seconds is None else lease_seconds
-    if seconds <= 0:
-        raise ValueError(f"lease_seconds must be positive, not {seconds}")
-    return timedelta(seconds=seconds)
 
 
 @dataclass
@@ -141,7 +112,7 @@ class _Capacity:
 
 
 class ClaimMixin(ManagerBase):
-    """Claiming, leases and takeover; mixed into ``JobQueueManager``."""
+    """``claim_jobs`` and ``claim_job``; mixed into ``JobQueueManager``."""
 
     # Capacity --------------------------------------------------------------
 
@@ -167,7 +138,7 @@ class ClaimMixin(ManagerBase):
     def _capacity(self) -> _Capacity:
         hosts = self._available_hosts()
         paused, limits = self._queue_settings()
-        jobs = ContainerJob.objects.using(self.using).filter(HOLDING_Q)
+        jobs = ContainerJob.objects.using(self.using).holding()
         host_load: Counter[int] = Counter(
             {
                 row["host_id"]: row["n"]
@@ -320,7 +291,7 @@ class ClaimMixin(ManagerBase):
         queues: Sequence[str] | None,
         job_id: int | None,
     ) -> list[ContainerJob]:
-        qs = ContainerJob.objects.using(self.using).filter(ready_q(now))
+        qs = ContainerJob.objects.using(self.using).ready(now)
         if job_id is not None:
             qs = qs.filter(pk=job_id)
         if queues is not None:
@@ -344,15 +315,13 @@ class ClaimMixin(ManagerBase):
             by_host.setdefault(host_id, []).append(job.pk)
         for host_id, ids in by_host.items():
             # Guarded: only rows still ready move (we hold their locks, so all do).
-            ContainerJob.objects.using(self.using).filter(
-                pk__in=ids, status__in=sorted(states.READY_STATUSES)
-            ).update(
+            ContainerJob.objects.using(self.using).waiting().filter(pk__in=ids).update(
                 status=JobStatus.VALIDATING,
                 host_id=host_id,
                 worker_id=worker_id,
                 lease_expires_at=lease_until,
                 attempt=F("attempt") + 1,
-                current_step="Claimed",
+                current_step=JobStatus.VALIDATING.label,
             )
         ids = [job.pk for job, _ in assigned]
         order = {pk: index for index, pk in enumerate(ids)}

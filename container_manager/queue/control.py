@@ -4,9 +4,8 @@ A paused queue or host is never given new jobs; what already runs goes on.
 A paused job that waited in the queue is skipped until resumed; a paused job
 whose container runs has its container frozen (``docker pause``) and thawed
 on resume. Cancelling a job that has a container stops the container.
-Container work goes through ``job_service.pause_container``,
-``resume_container`` and ``stop_container``; database-only cases never touch
-the executor.
+Container work goes through the container layer (``Containers.pause``,
+``resume`` and ``stop``); database-only cases never touch an executor.
 """
 
 from __future__ import annotations
@@ -143,12 +142,12 @@ class ControlMixin(ManagerBase):
         if job.status in states.READY_STATUSES:
             job.transition_to(JobStatus.PAUSED)
         elif job.status == JobStatus.RUNNING:
-            self.get_job_service().pause_container(job)
+            self.containers.pause(job)
             try:
                 job.transition_to(JobStatus.PAUSED)
             except InvalidStateTransition:
                 # It ended (or was cancelled) while we paused it: thaw what we froze.
-                self.get_job_service().resume_container(job)
+                self.containers.resume(job)
                 raise
         else:
             raise InvalidStateTransition(
@@ -180,7 +179,7 @@ class ControlMixin(ManagerBase):
                 job.pk, job.status, JobStatus.QUEUED, "only paused jobs can be resumed"
             )
         if _has_container(job):
-            self.get_job_service().resume_container(job)
+            self.containers.resume(job)
             job.transition_to(JobStatus.RUNNING)
         else:
             job.transition_to(JobStatus.QUEUED)
@@ -222,7 +221,7 @@ class ControlMixin(ManagerBase):
         logger.info("Cancelled job %s", job.pk, extra={"job_id": job.pk})
         if has_container:
             try:
-                self.get_job_service().stop_container(job)
+                self.containers.stop(job)
             except Exception as exc:
                 # The worker holding the job stops the container at its next
                 # pass (Follower.sync), so the cancel still takes effect.

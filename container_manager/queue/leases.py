@@ -12,20 +12,36 @@ exists (:meth:`LeaseMixin.take_over`), or requeue them
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from container_manager import states
+from container_manager.conf import settings
 from container_manager.models import ContainerJob
 from container_manager.notify import announce_work
 from container_manager.queue.base import ManagerBase
-from container_manager.queue.claims import LEASED_STATUSES, lease_delta
 from container_manager.states import JobStatus
 
 logger = logging.getLogger(__name__)
+
+#: How far in the past an expired-on-purpose lease is set, so that it reads as
+#: expired on every machine even with a little clock skew.
+EXPIRED_LEASE_AGE = timedelta(seconds=1)
+
+
+def lease_delta(lease_seconds: int | float | None) -> timedelta:
+    """Return the lease length: ``lease_seconds`` or ``LEASE_SECONDS``.
+
+    Raises:
+        ValueError: For a lease of zero or less.
+    """
+    seconds = settings.LEASE_SECONDS if lease_seconds is None else lease_seconds
+    if seconds <= 0:
+        raise ValueError(f"lease_seconds must be positive, not {seconds}")
+    return timedelta(seconds=seconds)
 
 
 class LeaseMixin(ManagerBase):
@@ -43,11 +59,72 @@ class LeaseMixin(ManagerBase):
         """
         until = timezone.now() + lease_delta(lease_seconds)
         return (
-            ContainerJob.objects.using(self.using)
-            .filter(worker_id=worker_id, status__in=LEASED_STATUSES)
-            .exclude(worker_id="")
-            .update(lease_expires_at=until)
+            ContainerJob.objects.using(self.using).held_by(worker_id).update(lease_expires_at=until)
         )
+
+    def expire_leases(self, worker_id: str, job_ids: Iterable[int] | None = None) -> int:
+        """Expire, now, the leases of jobs held under ``worker_id``.
+
+        The next rescue pass of any worker then adopts or requeues them. A
+        worker restarting under the same id does this for every job its
+        earlier life held; a worker that lost track of some jobs does it for
+        those.
+
+        Args:
+            worker_id: The holding worker's id.
+            job_ids: Only these jobs; None for every job it holds.
+
+        Returns:
+            How many leases were expired.
+        """
+        qs = ContainerJob.objects.using(self.using).held_by(worker_id)
+        if job_ids is not None:
+            qs = qs.filter(pk__in=list(job_ids))
+        return qs.update(lease_expires_at=timezone.now() - EXPIRED_LEASE_AGE)
+
+    def hand_over(self, worker_id: str, job_ids: Iterable[int]) -> int:
+        """Let another worker adopt running containers now (a stopping worker's last step).
+
+        The leases of the given jobs, running or paused and held by
+        ``worker_id``, end now instead of at their expiry. Jobs still being
+        launched are left alone: their launch may still record them.
+
+        Args:
+            worker_id: The stopping worker.
+            job_ids: The jobs whose containers it leaves running.
+
+        Returns:
+            How many jobs were handed over.
+        """
+        ids = list(job_ids)
+        if not ids:
+            return 0
+        return (
+            ContainerJob.objects.using(self.using)
+            .held_by(worker_id)
+            .filter(pk__in=ids, status__in=[JobStatus.RUNNING, JobStatus.PAUSED])
+            .update(lease_expires_at=timezone.now())
+        )
+
+    def record_container(self, job: ContainerJob, worker_id: str, container_id: str) -> bool:
+        """Store the container id of an adopted running job that had none recorded.
+
+        Args:
+            job: The job; its instance is updated.
+            worker_id: The worker that adopted it.
+            container_id: The container found by its labels.
+
+        Returns:
+            True when the id was stored.
+        """
+        moved = (
+            ContainerJob.objects.using(self.using)
+            .filter(pk=job.pk, worker_id=worker_id, attempt=job.attempt, container_id="")
+            .update(container_id=container_id)
+        )
+        if moved:
+            job.container_id = container_id
+        return bool(moved)
 
     def release_job(self, job: ContainerJob, worker_id: str, reason: str = "") -> bool:
         """Hand a claimed job whose container was never started back to the queue.
@@ -66,7 +143,8 @@ class LeaseMixin(ManagerBase):
         """
         moved = (
             ContainerJob.objects.using(self.using)
-            .filter(pk=job.pk, worker_id=worker_id, status__in=sorted(states.LAUNCHING_STATUSES))
+            .launching()
+            .filter(pk=job.pk, worker_id=worker_id)
             .exclude(worker_id="")
             .update(status=JobStatus.QUEUED, worker_id="", lease_expires_at=None, current_step="")
         )
@@ -94,7 +172,7 @@ class LeaseMixin(ManagerBase):
         return list(
             ContainerJob.objects.using(self.using)
             .select_related("host", "environment_template")
-            .filter(status__in=LEASED_STATUSES, lease_expires_at__lt=timezone.now())
+            .expired()
             .order_by("lease_expires_at", "id")[:limit]
         )
 

@@ -7,10 +7,15 @@ from typing import Any
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from container_manager import states
 from container_manager.models import ContainerJob, ExecutorHost, JobQueue
+from container_manager.models.queries import (
+    due_q,
+    holding_q,
+    launch_failed_q,
+    launching_q,
+    waiting_q,
+)
 from container_manager.queue.base import ManagerBase
-from container_manager.queue.claims import HOLDING_Q
 from container_manager.states import JobStatus
 
 
@@ -25,23 +30,19 @@ def queue_counts(using: str = "default", queue: str | None = None) -> dict[str, 
         ``ready_now``, ``scheduled_future``, ``launching``, ``running``,
         ``paused``, ``retrying`` and ``launch_failed``.
     """
-    now = timezone.now()
-    waiting = Q(status__in=sorted(states.READY_STATUSES))
-    due = Q(scheduled_for__isnull=True) | Q(scheduled_for__lte=now)
+    waiting = waiting_q()
+    due = due_q(timezone.now())
     qs = ContainerJob.objects.using(using).all()
     if queue is not None:
         qs = qs.filter(queue=queue)
     return qs.aggregate(
         ready_now=Count("id", filter=waiting & due),
         scheduled_future=Count("id", filter=waiting & ~due),
-        launching=Count("id", filter=Q(status__in=sorted(states.LAUNCHING_STATUSES))),
+        launching=Count("id", filter=launching_q()),
         running=Count("id", filter=Q(status=JobStatus.RUNNING)),
         paused=Count("id", filter=Q(status=JobStatus.PAUSED)),
         retrying=Count("id", filter=Q(status=JobStatus.RETRYING)),
-        launch_failed=Count(
-            "id",
-            filter=Q(status=JobStatus.FAILED, launched_at__isnull=True, queued_at__isnull=False),
-        ),
+        launch_failed=Count("id", filter=launch_failed_q()),
     )
 
 
@@ -49,7 +50,7 @@ class ReportingMixin(ManagerBase):
     """``get_queue_stats`` and ``get_worker_metrics``; mixed into ``JobQueueManager``."""
 
     def get_queue_stats(self) -> dict[str, int]:
-        """Return the queue's counts, as the seed documents them.
+        """Return the queue's counts, as docs/api-reference.md documents them.
 
         Returns:
             ``queued`` (ready to launch now), ``scheduled`` (waiting for their
@@ -80,7 +81,7 @@ class ReportingMixin(ManagerBase):
             ``free_host_slots`` (free capacity summed over active, unpaused hosts).
         """
         metrics: dict[str, Any] = dict(queue_counts(self.using))
-        holding = ContainerJob.objects.using(self.using).filter(HOLDING_Q)
+        holding = ContainerJob.objects.using(self.using).holding()
         metrics["worker_id"] = self.worker_id
         metrics["held_by_worker"] = holding.filter(worker_id=self.worker_id).count()
         metrics["paused_queues"] = list(
@@ -89,15 +90,8 @@ class ReportingMixin(ManagerBase):
         hosts = list(
             ExecutorHost.objects.using(self.using)
             .filter(is_active=True, is_paused=False)
-            .annotate(load=Count("jobs", filter=_holding_on_host()))
+            .annotate(load=Count("jobs", filter=holding_q("jobs__")))
         )
         metrics["available_hosts"] = len(hosts)
         metrics["free_host_slots"] = sum(max(h.max_concurrent_jobs - h.load, 0) for h in hosts)
         return metrics
-
-
-def _holding_on_host() -> Q:
-    """``HOLDING_Q`` seen from ``ExecutorHost`` (through its ``jobs`` relation)."""
-    return Q(jobs__status__in=sorted(states.ACTIVE_STATUSES)) | Q(
-        jobs__status=JobStatus.PAUSED, jobs__launched_at__isnull=False
-    )

@@ -4,7 +4,8 @@
 - :mod:`.claimer`   claims jobs for free slots and launches them in a thread pool;
 - :mod:`.follower`  follows running containers: completion, timeouts, progress;
 - :mod:`.rescuer`   adopts or requeues the jobs of workers that disappeared;
-- :mod:`.heartbeat` registration, heartbeat and lease renewal.
+- :mod:`.heartbeat` registration, heartbeat and lease renewal;
+- :mod:`.state`     what the parts share: id, stop flag, statistics, output.
 
 Example::
 
@@ -16,6 +17,7 @@ Example::
 from __future__ import annotations
 
 from container_manager.worker.heartbeat import WorkerIdInUseError
-from container_manager.worker.loop import Worker, WorkerStats
+from container_manager.worker.loop import Worker
+from container_manager.worker.state import WorkerStats
 
 __all__ = ["Worker", "WorkerIdInUseError", "WorkerStats"]

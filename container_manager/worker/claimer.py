@@ -1,7 +1,7 @@
 """Acquiring jobs and launching them, several at a time.
 
 The claimer asks the queue for as many ready jobs as the worker has free
-slots (``queue_manager.claim_jobs``: one short transaction, committed
+slots (``JobQueueManager.claim_jobs``: one short transaction, committed
 before any executor call, so no row lock is held while Docker works), then
 hands each job to a small pool of launch threads. Launches overlap; the
 slots they take are counted from the claim on, so the worker never holds
@@ -18,16 +18,15 @@ import logging
 import queue as stdlib_queue
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from django.db import OperationalError, connection
 
+from container_manager.containers import job_ref
+from container_manager.executors.base import ContainerRef
 from container_manager.models import ContainerJob
-from container_manager.services import job_ref
+from container_manager.queue import JobQueueManager
 from container_manager.worker.db import drop_connection_if_broken
-
-if TYPE_CHECKING:
-    from container_manager.worker.loop import Worker
+from container_manager.worker.state import WorkerState
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +72,35 @@ class LaunchPool:
 
 
 class Claimer:
-    """Claim ready jobs for free slots and launch them in the pool."""
+    """Claim ready jobs for free slots and launch them in the pool.
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    Args:
+        queue_manager: The queue that claims, launches and releases jobs.
+        state: The worker's shared state.
+        max_concurrent: The worker's limit (sizes the launch pool).
+        acquire_timeout_seconds: Longest wait for the claim lock.
+        free_slots: Answers how many more jobs the worker may take on.
+        on_launched: Called with each job whose container now runs, before
+            the job stops counting as launching (so its slot is never free
+            in between).
+    """
+
+    def __init__(
+        self,
+        queue_manager: JobQueueManager,
+        state: WorkerState,
+        *,
+        max_concurrent: int,
+        acquire_timeout_seconds: float,
+        free_slots: Callable[[], int],
+        on_launched: Callable[[ContainerJob, ContainerRef], None],
+    ) -> None:
+        self.queue_manager = queue_manager
+        self.state = state
+        self.max_concurrent = max_concurrent
+        self.acquire_timeout_seconds = acquire_timeout_seconds
+        self._free_slots = free_slots
+        self._on_launched = on_launched
         self._lock = threading.Lock()
         self._launching: dict[int, ContainerJob] = {}
         self._idle = threading.Condition(self._lock)
@@ -98,22 +122,22 @@ class Claimer:
             The claimed jobs (empty when none were ready, no slot was free, or
             the claim lock was not had within the acquisition timeout).
         """
-        worker = self.worker
-        free = worker.free_slots()
+        state = self.state
+        free = self._free_slots()
         if free <= 0:
             return []
         try:
-            jobs = worker.queue.claim_jobs(
-                worker.worker_id,
+            jobs = self.queue_manager.claim_jobs(
+                state.worker_id,
                 free,
-                queues=worker.queues,
-                lease_seconds=worker.lease_seconds,
-                lock_timeout_seconds=worker.acquire_timeout_seconds,
+                queues=state.queues,
+                lease_seconds=state.lease_seconds,
+                lock_timeout_seconds=self.acquire_timeout_seconds,
             )
         except OperationalError as exc:
-            message = f"Could not acquire jobs within {worker.acquire_timeout_seconds} s: {exc}"
-            logger.warning(message, extra={"worker_id": worker.worker_id})
-            worker.stats.errors.append(message)
+            message = f"Could not acquire jobs within {self.acquire_timeout_seconds} s: {exc}"
+            logger.warning(message, extra={"worker_id": state.worker_id})
+            state.stats.add_error(message)
             connection.close()
             return []
         for job in jobs:
@@ -129,38 +153,38 @@ class Claimer:
             self._launching[int(job.pk)] = job
             if self._pool is None:
                 # Started on first use: a worker that never launches starts no thread.
-                size = min(self.worker.max_concurrent, MAX_LAUNCH_THREADS)
-                self._pool = LaunchPool(size, name=f"launch-{self.worker.worker_id}")
+                size = min(self.max_concurrent, MAX_LAUNCH_THREADS)
+                self._pool = LaunchPool(size, name=f"launch-{self.state.worker_id}")
             pool = self._pool
         pool.submit(lambda: self._launch(job))
 
     def _launch(self, job: ContainerJob) -> None:
-        worker = self.worker
+        state = self.state
         try:
-            if worker.is_stopping:
-                worker.queue.release_job(job, worker.worker_id, "worker stopping")
+            if state.is_stopping:
+                self.queue_manager.release_job(job, state.worker_id, "worker stopping")
                 return
-            outcome = worker.queue.launch_claimed(job)
+            outcome = self.queue_manager.launch_claimed(job)
             if outcome.success:
-                worker.stats.count("jobs_launched")
+                state.stats.count("jobs_launched")
                 # Followed first, then no longer launching: the slot is never
                 # counted free in between.
-                worker.follower.add(job, job_ref(job))
+                self._on_launched(job, job_ref(job))
                 self._done(job)
-                worker.echo(f"Launched job {job.pk} (attempt {job.attempt})")
+                state.echo(f"Launched job {job.pk} (attempt {job.attempt})")
             else:
-                worker.stats.errors.append(f"Job {job.pk}: {outcome.error}")
-                worker.echo(f"Launch of job {job.pk} failed: {outcome.error}")
+                state.stats.add_error(f"Job {job.pk}: {outcome.error}")
+                state.echo(f"Launch of job {job.pk} failed: {outcome.error}")
         except Exception as exc:
             logger.exception(
                 "Launching job %s failed",
                 job.pk,
-                extra={"job_id": job.pk, "worker_id": worker.worker_id},
+                extra={"job_id": job.pk, "worker_id": state.worker_id},
             )
-            worker.stats.errors.append(f"Job {job.pk}: {type(exc).__name__}: {exc}")
+            state.stats.add_error(f"Job {job.pk}: {type(exc).__name__}: {exc}")
         finally:
             self._done(job)
-            worker.slot_freed()
+            state.wake()
 
     def _done(self, job: ContainerJob) -> None:
         with self._lock:

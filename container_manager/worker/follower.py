@@ -1,13 +1,14 @@
 """Following running containers: completion, timeouts and progress.
 
 The follower keeps the jobs a worker holds whose container runs. One thread
-per host asks that host's executor which of them ended
-(``executor.wait_finished``, which the Docker executor answers from one
-events stream per host, not one poll per container) and records each end
-with ``job_service.finish_job``. Timeouts are enforced from the worker's
-maintenance pass (:meth:`Follower.sync`), which also drops jobs the worker
-no longer holds (cancelled, taken over). Progress lines a container prints
-are written to the job, at most every ``PROGRESS_MIN_INTERVAL_SECONDS``.
+per host asks the container layer which of them ended
+(``Containers.wait_finished``, which the Docker executor answers from one
+events stream per host, not one poll per container) and has the queue record
+each end (``JobQueueManager.finish_job``). Timeouts are enforced from the
+worker's maintenance pass (:meth:`Follower.sync`), which also drops jobs the
+worker no longer holds (cancelled, taken over). Progress lines a container
+prints are recorded by the queue (``record_progress``), at most every
+``PROGRESS_MIN_INTERVAL_SECONDS``. The follower writes nothing itself.
 """
 
 from __future__ import annotations
@@ -16,22 +17,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from django.db import connection
 from django.utils import timezone
 
-from container_manager.executors import get_executor
+from container_manager.containers import Containers
 from container_manager.executors.base import ContainerRef, ExitStatus, Progress
 from container_manager.models import ContainerJob, ExecutorHost, ExecutorType
-from container_manager.notify import announce_work
-from container_manager.services import job_service
+from container_manager.models.job import has_run_past_timeout
+from container_manager.queue import JobQueueManager
 from container_manager.states import JobStatus
 from container_manager.worker.db import drop_connection_if_broken
-
-if TYPE_CHECKING:
-    from container_manager.worker.loop import Worker
+from container_manager.worker.state import WorkerState
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +50,20 @@ class Tracked:
 
 
 class Follower:
-    """Watch the running containers of one worker, host by host."""
+    """Watch the running containers of one worker, host by host.
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    Args:
+        queue_manager: The queue that records ends, timeouts and progress.
+        containers: The container layer that waits for ends and kills.
+        state: The worker's shared state.
+    """
+
+    def __init__(
+        self, queue_manager: JobQueueManager, containers: Containers, state: WorkerState
+    ) -> None:
+        self.queue_manager = queue_manager
+        self.containers = containers
+        self.state = state
         self._lock = threading.Condition()
         self._tracked: dict[int, Tracked] = {}
         self._threads: dict[int, threading.Thread] = {}
@@ -114,7 +121,7 @@ class Follower:
             if tracked is not None:
                 tracked.is_done = True
         if tracked is not None:
-            self.worker.slot_freed()
+            self.state.wake()
         return tracked
 
     def _refs_of_host(self, host_id: int) -> list[ContainerRef]:
@@ -182,13 +189,14 @@ class Follower:
         if not refs:
             return 0
         try:
-            executor = get_executor(self._tracked_host(refs[0]))
-            ended = executor.wait_finished(refs, timeout_seconds)
+            ended = self.containers.wait_finished(
+                self._tracked_host(refs[0]), refs, timeout_seconds
+            )
         except Exception:
             logger.warning(
                 "Waiting for containers on host %s failed",
                 host_id,
-                extra={"worker_id": self.worker.worker_id},
+                extra={"worker_id": self.state.worker_id},
                 exc_info=True,
             )
             self._stop_event.wait(min(timeout_seconds, 1.0) or 0.1)
@@ -223,22 +231,22 @@ class Follower:
         if tracked is None or tracked.ref.attempt != status.ref.attempt:
             return False
         try:
-            wrote = job_service.finish_job(tracked.job, status, worker_id=self.worker.worker_id)
+            # The queue also wakes idle workers of every process: the slot is free.
+            wrote = self.queue_manager.finish_job(
+                tracked.job, status, worker_id=self.state.worker_id
+            )
         except Exception:
             # Kept: the end stays on the executor's board and is tried again.
             logger.exception(
                 "Recording the end of job %s failed",
                 tracked.job.pk,
-                extra={"job_id": tracked.job.pk, "worker_id": self.worker.worker_id},
+                extra={"job_id": tracked.job.pk, "worker_id": self.state.worker_id},
             )
             return False
         self._drop(status.ref.job_id)
-        # The slot is free for every worker: idle ones waiting on a full host
-        # or queue are woken instead of waiting for their next poll.
-        announce_work(tracked.job.queue)
         if wrote:
-            self.worker.stats.count("jobs_finished")
-            self.worker.echo(
+            self.state.stats.count("jobs_finished")
+            self.state.echo(
                 f"Job {tracked.job.pk} {tracked.job.status} (exit code {status.exit_code})"
             )
         return True
@@ -273,17 +281,14 @@ class Follower:
                 continue
             if (
                 row is None
-                or row["worker_id"] != self.worker.worker_id
+                or row["worker_id"] != self.state.worker_id
                 or row["attempt"] != tracked.ref.attempt
                 or row["status"] not in (JobStatus.RUNNING, JobStatus.PAUSED)
             ):
                 self._drop(job_id)
                 continue
-            started = row["started_at"]
-            if (
-                row["status"] == JobStatus.RUNNING
-                and started is not None
-                and now - started > timedelta(seconds=row["timeout_seconds"])
+            if row["status"] == JobStatus.RUNNING and has_run_past_timeout(
+                row["started_at"], row["timeout_seconds"], now
             ):
                 self._enforce_timeout(tracked)
 
@@ -295,29 +300,28 @@ class Follower:
         retention setting. Killing an ended container again is harmless.
         """
         try:
-            get_executor(self._tracked_host(tracked.ref)).kill(tracked.ref)
+            self.containers.kill(tracked.job, tracked.ref)
         except Exception:
             logger.exception(
                 "Stopping the container of cancelled job %s failed; trying again next pass",
                 tracked.ref.job_id,
-                extra={"job_id": tracked.ref.job_id, "worker_id": self.worker.worker_id},
+                extra={"job_id": tracked.ref.job_id, "worker_id": self.state.worker_id},
             )
 
     def _enforce_timeout(self, tracked: Tracked) -> None:
         job = tracked.job
         try:
             job.refresh_from_db()
-            job_service.timeout_job(job, tracked.ref)
+            self.queue_manager.timeout_job(job, tracked.ref)
         except Exception:
             logger.exception(
                 "Enforcing the timeout of job %s failed",
                 job.pk,
-                extra={"job_id": job.pk, "worker_id": self.worker.worker_id},
+                extra={"job_id": job.pk, "worker_id": self.state.worker_id},
             )
             return
         self._drop(int(job.pk))
-        announce_work(job.queue)
-        self.worker.echo(f"Job {job.pk} timed out after {job.timeout_seconds} s")
+        self.state.echo(f"Job {job.pk} timed out after {job.timeout_seconds} s")
 
     # Progress --------------------------------------------------------------------
 
@@ -325,13 +329,14 @@ class Follower:
         try:
             if tracked.job.host is None or tracked.is_done:
                 return
-            executor = get_executor(tracked.job.host)
-            executor.follow_progress(tracked.ref, lambda p: self._record_progress(tracked, p))
+            self.containers.follow_progress(
+                tracked.job, tracked.ref, lambda p: self._record_progress(tracked, p)
+            )
         except Exception:
             logger.warning(
                 "Following the progress of job %s failed",
                 tracked.job.pk,
-                extra={"job_id": tracked.job.pk, "worker_id": self.worker.worker_id},
+                extra={"job_id": tracked.job.pk, "worker_id": self.state.worker_id},
                 exc_info=True,
             )
         finally:
@@ -345,6 +350,4 @@ class Follower:
         ):
             return
         tracked.last_progress_at = now
-        ContainerJob.objects.filter(
-            pk=tracked.job.pk, status=JobStatus.RUNNING, attempt=tracked.ref.attempt
-        ).update(progress=max(0, min(progress.percent, 100)), current_step=progress.step[:200])
+        self.queue_manager.record_progress(tracked.ref, progress.percent, progress.step)

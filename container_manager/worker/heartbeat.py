@@ -15,7 +15,6 @@ import socket
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from django.db import close_old_connections, connection
 from django.utils import timezone
@@ -24,9 +23,8 @@ from container_manager.conf import settings
 from container_manager.exceptions import ContainerManagerError
 from container_manager.models import Worker as WorkerRow
 from container_manager.models import WorkerStatus
-
-if TYPE_CHECKING:
-    from container_manager.worker.loop import Worker
+from container_manager.queue import JobQueueManager
+from container_manager.worker.state import WorkerState
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +112,20 @@ def mark_stopped(worker_id: str, launched: int, finished: int) -> None:
 
 
 class Heartbeat(threading.Thread):
-    """Background thread: stamp the worker row and renew leases, every interval."""
+    """Background thread: stamp the worker row and renew leases, every interval.
 
-    def __init__(self, worker: Worker, interval_seconds: float) -> None:
-        super().__init__(name=f"heartbeat-{worker.worker_id}", daemon=True)
-        self.worker = worker
+    Args:
+        queue_manager: The queue that renews the leases.
+        state: The worker's shared state.
+        interval_seconds: Time between two beats.
+    """
+
+    def __init__(
+        self, queue_manager: JobQueueManager, state: WorkerState, interval_seconds: float
+    ) -> None:
+        super().__init__(name=f"heartbeat-{state.worker_id}", daemon=True)
+        self.queue_manager = queue_manager
+        self.state = state
         self.interval_seconds = interval_seconds
         self._stop_event = threading.Event()
 
@@ -135,22 +142,22 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         """Stamp the row and renew leases once; errors are logged, not raised."""
-        worker = self.worker
+        state = self.state
         try:
             close_old_connections()
-            status = WorkerStatus.STOPPING if worker.is_stopping else WorkerStatus.RUNNING
-            WorkerRow.objects.filter(worker_id=worker.worker_id).update(
+            status = WorkerStatus.STOPPING if state.is_stopping else WorkerStatus.RUNNING
+            WorkerRow.objects.filter(worker_id=state.worker_id).update(
                 last_heartbeat_at=timezone.now(),
                 status=status,
-                jobs_launched=worker.stats.jobs_launched,
-                jobs_finished=worker.stats.jobs_finished,
+                jobs_launched=state.stats.jobs_launched,
+                jobs_finished=state.stats.jobs_finished,
             )
-            worker.queue.renew_leases(worker.worker_id, worker.lease_seconds)
+            self.queue_manager.renew_leases(state.worker_id, state.lease_seconds)
         except Exception:
             logger.warning(
                 "Heartbeat of worker %s failed",
-                worker.worker_id,
-                extra={"worker_id": worker.worker_id},
+                state.worker_id,
+                extra={"worker_id": state.worker_id},
                 exc_info=True,
             )
             # A broken connection is replaced at the next beat.

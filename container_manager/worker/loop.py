@@ -3,7 +3,7 @@
 One :class:`Worker` keeps up to ``max_concurrent`` jobs of its own (claimed,
 launching or running). Its main loop claims jobs for the free slots
 (:mod:`.claimer`), launches them in a small thread pool, and sleeps in
-``queue_manager.wait_for_work`` when there is nothing to do: on PostgreSQL a
+``JobQueueManager.wait_for_work`` when there is nothing to do: on PostgreSQL a
 ``NOTIFY`` wakes it at once, elsewhere it polls every ``poll_interval``. A
 thread per host follows the running containers (:mod:`.follower`); a
 heartbeat thread renews leases (:mod:`.heartbeat`); every heartbeat interval
@@ -14,6 +14,10 @@ Stopping (SIGTERM, SIGINT, or :meth:`Worker.request_stop`): no new claims,
 launches in flight finish, claimed jobs not yet launched go back to the
 queue, running containers keep running and their leases are expired at once
 so that another worker adopts them, and the worker row is marked stopped.
+
+Each part is built here with what it needs (the queue, the container layer,
+the shared :class:`~container_manager.worker.state.WorkerState` and a few
+callbacks); none holds the worker itself.
 
 Example::
 
@@ -27,56 +31,33 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 from django.db import connection
-from django.utils import timezone
 
-from container_manager.conf import settings
-from container_manager.executors import close_executors
+from container_manager.conf import DEFAULT_ACQUIRE_TIMEOUT_SECONDS, DEFAULT_MAX_CONCURRENT, settings
+from container_manager.containers import Containers
+from container_manager.containers import containers as shared_containers
 from container_manager.models import ContainerJob
 from container_manager.queue import JobQueueManager
 from container_manager.queue.base import default_worker_id
-from container_manager.states import JobStatus
 from container_manager.worker.claimer import Claimer
 from container_manager.worker.db import drop_connection_if_broken
 from container_manager.worker.follower import Follower
 from container_manager.worker.heartbeat import Heartbeat, mark_stopped, register
 from container_manager.worker.rescuer import Rescuer
+from container_manager.worker.state import WorkerState, WorkerStats
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_CONCURRENT = 5
-DEFAULT_POLL_INTERVAL_SECONDS = 10
-DEFAULT_ACQUIRE_TIMEOUT_SECONDS = 30
 #: Shortest sleep of the loop when woken early, so that a storm of wake-ups
 #: cannot spin it.
 MIN_WAIT_SECONDS = 0.05
 #: With ``once``, how long each wait for local processes to end lasts.
 ONCE_FOLLOW_SLICE_SECONDS = 0.5
-
-
-@dataclass
-class WorkerStats:
-    """What a worker did; returned by :meth:`Worker.run`."""
-
-    iterations: int = 0
-    jobs_launched: int = 0
-    jobs_finished: int = 0
-    jobs_adopted: int = 0
-    jobs_requeued: int = 0
-    errors: list[str] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def count(self, name: str) -> None:
-        """Add one to the counter ``name``; safe from any thread."""
-        with self._lock:
-            setattr(self, name, getattr(self, name) + 1)
 
 
 class Worker:
@@ -86,13 +67,16 @@ class Worker:
         worker_id: The id its jobs and its row carry; None for ``<hostname>:<pid>``.
         queues: Named queues to take jobs from; None for all.
         max_concurrent: Most jobs held at once (claimed, launching or running).
-        poll_interval_seconds: Longest idle sleep when no NOTIFY comes.
+        poll_interval_seconds: Longest idle sleep when no NOTIFY comes; None
+            for ``POLL_INTERVAL_SECONDS``.
         once: Launch what is ready now, then exit instead of looping.
         acquire_timeout_seconds: Longest wait for the claim lock, and for
             launches in flight when stopping or with ``once``.
         echo: Called with each line of human output; None logs it.
         lease_seconds: Lease of claimed jobs; None for ``LEASE_SECONDS``.
         heartbeat_seconds: Heartbeat and rescue interval; None for ``HEARTBEAT_SECONDS``.
+        queue_manager: The queue; None for a ``JobQueueManager`` of this worker id.
+        containers: The container layer; None for the shared one.
     """
 
     def __init__(
@@ -101,42 +85,85 @@ class Worker:
         worker_id: str | None = None,
         queues: Sequence[str] | None = None,
         max_concurrent: int = DEFAULT_MAX_CONCURRENT,
-        poll_interval_seconds: float = DEFAULT_POLL_INTERVAL_SECONDS,
+        poll_interval_seconds: float | None = None,
         once: bool = False,
         acquire_timeout_seconds: float = DEFAULT_ACQUIRE_TIMEOUT_SECONDS,
         echo: Callable[[str], None] | None = None,
         lease_seconds: int | None = None,
         heartbeat_seconds: float | None = None,
+        queue_manager: JobQueueManager | None = None,
+        containers: Containers | None = None,
     ) -> None:
+        if poll_interval_seconds is None:
+            poll_interval_seconds = float(settings.POLL_INTERVAL_SECONDS)
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be at least 1, not {max_concurrent}")
         if poll_interval_seconds <= 0 or acquire_timeout_seconds <= 0:
             raise ValueError("poll_interval_seconds and acquire_timeout_seconds must be positive")
         self.worker_id = worker_id or default_worker_id()
-        self.queues = list(queues) if queues else None
         self.max_concurrent = max_concurrent
         self.poll_interval_seconds = poll_interval_seconds
         self.once = once
         self.acquire_timeout_seconds = acquire_timeout_seconds
-        self.lease_seconds = lease_seconds
         self.heartbeat_seconds = float(heartbeat_seconds or settings.HEARTBEAT_SECONDS)
-        self._echo = echo
-        self.stats = WorkerStats()
-        self.queue = JobQueueManager(worker_id=self.worker_id)
-        self._stop_event = threading.Event()
+        self.containers = containers if containers is not None else shared_containers
+        self.queue_manager = queue_manager or JobQueueManager(
+            worker_id=self.worker_id, containers=self.containers
+        )
+        self.state = WorkerState(
+            self.worker_id, queues, lease_seconds, wake=self.queue_manager.interrupt, echo=echo
+        )
         self._stop_signal = ""
         self._is_status_requested = False
-        self.claimer = Claimer(self)
-        self.follower = Follower(self)
-        self.rescuer = Rescuer(self)
-        self._heartbeat = Heartbeat(self, self.heartbeat_seconds)
+        self._build_parts()
+
+    def _build_parts(self) -> None:
+        """Build the claimer, follower, rescuer and heartbeat, each with what it needs.
+
+        ``free_slots`` is passed late-bound, so that a subclass (or a test)
+        may change how slots are counted.
+        """
+        self.follower = Follower(self.queue_manager, self.containers, self.state)
+        self.claimer = Claimer(
+            self.queue_manager,
+            self.state,
+            max_concurrent=self.max_concurrent,
+            acquire_timeout_seconds=self.acquire_timeout_seconds,
+            free_slots=lambda: self.free_slots(),
+            on_launched=self.follower.add,
+        )
+        self.rescuer = Rescuer(
+            self.queue_manager,
+            self.containers,
+            self.state,
+            free_slots=lambda: self.free_slots(),
+            known_job_ids=lambda: set(self.claimer.job_ids()) | set(self.follower.job_ids()),
+            relaunch=self.claimer.relaunch,
+            follow=self.follower.add,
+        )
+        self._heartbeat = Heartbeat(self.queue_manager, self.state, self.heartbeat_seconds)
 
     # State ---------------------------------------------------------------------
 
     @property
+    def queues(self) -> list[str] | None:
+        """The named queues this worker serves; None for all."""
+        return self.state.queues
+
+    @property
+    def lease_seconds(self) -> int | None:
+        """Lease of the jobs it claims or adopts; None for ``LEASE_SECONDS``."""
+        return self.state.lease_seconds
+
+    @property
+    def stats(self) -> WorkerStats:
+        """What the worker did so far."""
+        return self.state.stats
+
+    @property
     def is_stopping(self) -> bool:
         """True once a stop was requested: no new work is taken."""
-        return self._stop_event.is_set()
+        return self.state.is_stopping
 
     def active_count(self) -> int:
         """Jobs held: claimed or launching, plus running ones being followed."""
@@ -148,14 +175,7 @@ class Worker:
 
     def echo(self, message: str) -> None:
         """Write one line of human output (the command's stdout, or the log)."""
-        if self._echo is not None:
-            self._echo(message)
-        else:
-            logger.info("%s", message, extra={"worker_id": self.worker_id})
-
-    def slot_freed(self) -> None:
-        """Wake the main loop: a slot came free, it may claim again."""
-        self.queue.interrupt()
+        self.state.echo(message)
 
     # Control -------------------------------------------------------------------
 
@@ -163,13 +183,12 @@ class Worker:
         """Stop taking work and shut down (safe from a signal handler or thread)."""
         if not self._stop_signal:
             self._stop_signal = reason or "stop requested"
-        self._stop_event.set()
-        self.queue.interrupt()
+        self.state.stop()
 
     def request_status(self) -> None:
         """Print the status at the loop's next turn (safe from a signal handler)."""
         self._is_status_requested = True
-        self.queue.interrupt()
+        self.state.wake()
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT stop the worker gracefully; SIGUSR1 prints its status.
@@ -190,7 +209,7 @@ class Worker:
 
     def status(self) -> dict[str, Any]:
         """Return the queue's metrics and this worker's own counts."""
-        metrics = self.queue.get_worker_metrics()
+        metrics = self.queue_manager.get_worker_metrics()
         return {
             "queue": metrics,
             "worker_id": self.worker_id,
@@ -258,7 +277,7 @@ class Worker:
             self.rescuer.rescue(self.free_slots())
         except Exception as exc:
             logger.exception("Maintenance pass failed", extra={"worker_id": self.worker_id})
-            self.stats.errors.append(f"maintenance: {type(exc).__name__}: {exc}")
+            self.stats.add_error(f"maintenance: {type(exc).__name__}: {exc}")
             connection.close()
 
     def _run_forever(self) -> None:
@@ -277,7 +296,7 @@ class Worker:
             if claimed and len(claimed) == free and self.free_slots() > 0:
                 continue
             wait = min(self.poll_interval_seconds, next_maintenance - time.monotonic())
-            self.queue.wait_for_work(max(wait, MIN_WAIT_SECONDS))
+            self.queue_manager.wait_for_work(max(wait, MIN_WAIT_SECONDS))
 
     def _acquire_safely(self) -> list[ContainerJob]:
         try:
@@ -285,7 +304,7 @@ class Worker:
             return self.claimer.acquire()
         except Exception as exc:
             logger.exception("Acquiring jobs failed", extra={"worker_id": self.worker_id})
-            self.stats.errors.append(f"acquire: {type(exc).__name__}: {exc}")
+            self.stats.add_error(f"acquire: {type(exc).__name__}: {exc}")
             connection.close()
             return []
 
@@ -303,7 +322,7 @@ class Worker:
     def _shutdown(self) -> None:
         if self.is_stopping and self._stop_signal:
             self.echo(f"Received {self._stop_signal}, shutting down gracefully...")
-        self._stop_event.set()
+        self.state.stop()
         in_flight = len(self.claimer)
         if in_flight:
             self.echo(f"Waiting for {in_flight} launch(es) in flight")
@@ -322,8 +341,8 @@ class Worker:
             mark_stopped(self.worker_id, self.stats.jobs_launched, self.stats.jobs_finished)
         except Exception:
             logger.exception("Could not mark worker %s stopped", self.worker_id)
-        self.queue.close()
-        close_executors()
+        self.queue_manager.close()
+        self.containers.close()
         connection.close()
 
     def _hand_over_running(self) -> int:
@@ -332,15 +351,8 @@ class Worker:
         Jobs whose launch is still in flight keep their lease: their launch
         thread may still record them, and they are rescued once it expires.
         """
-        ids = self.follower.job_ids()
-        if not ids:
-            return 0
         try:
-            return ContainerJob.objects.filter(
-                pk__in=ids,
-                worker_id=self.worker_id,
-                status__in=[JobStatus.RUNNING, JobStatus.PAUSED],
-            ).update(lease_expires_at=timezone.now())
+            return self.queue_manager.hand_over(self.worker_id, self.follower.job_ids())
         except Exception:
             logger.exception(
                 "Could not hand over running jobs", extra={"worker_id": self.worker_id}

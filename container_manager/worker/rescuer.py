@@ -4,9 +4,9 @@ A job held by a worker carries a lease that its heartbeat renews. When the
 lease has expired, the worker is presumed dead (SIGKILL, machine loss) and
 any other worker may rescue the job:
 
-1. ``queue_manager.take_over`` makes exactly one worker the new holder.
-2. The holder asks the host's executor for the container of the job's
-   *current attempt*, by its labels (``executor.find(job_id, attempt)``).
+1. The rescuer asks the container layer for the container of the job's
+   *current attempt*, by its labels (``Containers.find``).
+2. ``JobQueueManager.take_over`` makes exactly one worker the new holder.
 3. Found: the job is adopted. A job still in a launch step (the old worker
    died between creating the container and recording it) is completed by
    ``executor.launch`` of the same attempt, which is idempotent: it returns
@@ -23,20 +23,15 @@ jobs its previous life held, so it rescues them at once instead of waiting.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import TYPE_CHECKING
-
-from django.utils import timezone
+from collections.abc import Callable
 
 from container_manager import states
-from container_manager.executors import get_executor
+from container_manager.containers import Containers
+from container_manager.executors.base import ContainerRef
 from container_manager.models import ContainerJob
-from container_manager.queue.claims import LEASED_STATUSES
+from container_manager.queue import JobQueueManager
 from container_manager.states import JobStatus
-
-if TYPE_CHECKING:
-    from container_manager.executors.base import ContainerRef
-    from container_manager.worker.loop import Worker
+from container_manager.worker.state import WorkerState
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +41,36 @@ EXTRA_CANDIDATES = 10
 
 
 class Rescuer:
-    """Adopt or requeue jobs whose lease expired."""
+    """Adopt or requeue jobs whose lease expired.
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    Args:
+        queue_manager: The queue that finds expired jobs and records their fate.
+        containers: The container layer that looks containers up by their labels.
+        state: The worker's shared state.
+        free_slots: Answers how many more jobs the worker may take on.
+        known_job_ids: Answers which jobs this process launches or follows.
+        relaunch: Finishes the launch of an adopted job still in a launch step.
+        follow: Follows an adopted job whose container runs.
+    """
+
+    def __init__(
+        self,
+        queue_manager: JobQueueManager,
+        containers: Containers,
+        state: WorkerState,
+        *,
+        free_slots: Callable[[], int],
+        known_job_ids: Callable[[], set[int]],
+        relaunch: Callable[[ContainerJob], None],
+        follow: Callable[[ContainerJob, ContainerRef], None],
+    ) -> None:
+        self.queue_manager = queue_manager
+        self.containers = containers
+        self.state = state
+        self._free_slots = free_slots
+        self._known_job_ids = known_job_ids
+        self._relaunch = relaunch
+        self._follow_job = follow
 
     def expire_own_leases(self) -> int:
         """Expire the leases of jobs held under this worker id by an earlier process.
@@ -57,10 +78,7 @@ class Rescuer:
         Returns:
             How many jobs were found.
         """
-        past = timezone.now() - timedelta(seconds=1)
-        return ContainerJob.objects.filter(
-            worker_id=self.worker.worker_id, status__in=LEASED_STATUSES
-        ).update(lease_expires_at=past)
+        return self.queue_manager.expire_leases(self.state.worker_id)
 
     def expire_untracked(self) -> int:
         """Expire the leases of jobs held under this id that this process lost track of.
@@ -75,24 +93,19 @@ class Rescuer:
         Returns:
             How many jobs were found.
         """
-        worker = self.worker
-        known = set(worker.claimer.job_ids()) | set(worker.follower.job_ids())
-        held = ContainerJob.objects.filter(
-            worker_id=worker.worker_id, status__in=LEASED_STATUSES
-        ).values_list("pk", flat=True)
+        worker_id = self.state.worker_id
+        known = self._known_job_ids()
+        held = ContainerJob.objects.held_by(worker_id).values_list("pk", flat=True)
         lost = [pk for pk in held if pk not in known]
         if not lost:
             return 0
         logger.warning(
             "Worker %s holds jobs %s that it does not follow; expiring their leases",
-            worker.worker_id,
+            worker_id,
             lost,
-            extra={"worker_id": worker.worker_id},
+            extra={"worker_id": worker_id},
         )
-        past = timezone.now() - timedelta(seconds=1)
-        return ContainerJob.objects.filter(pk__in=lost, worker_id=worker.worker_id).update(
-            lease_expires_at=past
-        )
+        return self.queue_manager.expire_leases(worker_id, lost)
 
     def rescue(self, free_slots: int) -> int:
         """Adopt or requeue expired jobs, adopting at most ``free_slots`` containers.
@@ -104,21 +117,21 @@ class Rescuer:
             How many jobs were adopted or requeued.
         """
         handled = 0
-        worker = self.worker
-        for job in worker.queue.expired_jobs(limit=max(free_slots, 0) + EXTRA_CANDIDATES):
-            if worker.is_stopping:
+        state = self.state
+        for job in self.queue_manager.expired_jobs(limit=max(free_slots, 0) + EXTRA_CANDIDATES):
+            if state.is_stopping:
                 break
-            if worker.queues is not None and job.queue not in worker.queues:
+            if not state.serves(job.queue):
                 # A worker dedicated to some queues leaves the others' jobs to their workers.
                 continue
             try:
-                if self.rescue_job(job, adopt=worker.free_slots() > 0):
+                if self.rescue_job(job, adopt=self._free_slots() > 0):
                     handled += 1
             except Exception:
                 logger.exception(
                     "Rescuing job %s failed",
                     job.pk,
-                    extra={"job_id": job.pk, "worker_id": worker.worker_id},
+                    extra={"job_id": job.pk, "worker_id": state.worker_id},
                 )
         return handled
 
@@ -133,27 +146,22 @@ class Rescuer:
         Returns:
             True when this worker adopted or requeued the job.
         """
-        worker = self.worker
-        if job.host is None:
-            return self._requeue(job)
+        state = self.state
         # Errors reaching the engine propagate: the job is left for a later
         # pass, since a container we cannot see may still exist.
-        ref = get_executor(job.host).find(int(job.pk), int(job.attempt))
+        ref = self.containers.find(job)
         if ref is None:
             return self._requeue(job)
         if not adopt:
             return False
-        if not worker.queue.take_over(job, worker.worker_id, worker.lease_seconds):
+        if not self.queue_manager.take_over(job, state.worker_id, state.lease_seconds):
             return False
-        worker.stats.count("jobs_adopted")
+        state.stats.count("jobs_adopted")
         if job.status in states.LAUNCHING_STATUSES:
-            worker.claimer.relaunch(job)
+            self._relaunch(job)
             return True
         if job.status == JobStatus.RUNNING and not job.container_id:
-            ContainerJob.objects.filter(pk=job.pk, worker_id=worker.worker_id).update(
-                container_id=ref.container_id
-            )
-            job.container_id = ref.container_id
+            self.queue_manager.record_container(job, state.worker_id, ref.container_id)
         self._follow(job, ref)
         return True
 
@@ -163,14 +171,14 @@ class Rescuer:
             job.pk,
             job.attempt,
             ref.container_id[:12],
-            extra={"job_id": job.pk, "worker_id": self.worker.worker_id},
+            extra={"job_id": job.pk, "worker_id": self.state.worker_id},
         )
-        self.worker.echo(f"Adopted job {job.pk} (attempt {job.attempt})")
-        self.worker.follower.add(job, ref)
+        self.state.echo(f"Adopted job {job.pk} (attempt {job.attempt})")
+        self._follow_job(job, ref)
 
     def _requeue(self, job: ContainerJob) -> bool:
-        if not self.worker.queue.requeue_orphan(job):
+        if not self.queue_manager.requeue_orphan(job):
             return False
-        self.worker.stats.count("jobs_requeued")
-        self.worker.echo(f"Requeued job {job.pk}: its worker was lost before it started")
+        self.state.stats.count("jobs_requeued")
+        self.state.echo(f"Requeued job {job.pk}: its worker was lost before it started")
         return True

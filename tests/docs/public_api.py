@@ -36,7 +36,7 @@ PUBLIC_MODULES = (
     "container_manager.models",
     "container_manager.queue",
     "container_manager.retry",
-    "container_manager.services",
+    "container_manager.containers",
     "container_manager.states",
     "container_manager.stats",
     "container_manager.worker",
@@ -69,7 +69,11 @@ INTERNAL_MODULES = {
     "container_manager.models.queue": "re-exported by container_manager.models",
     "container_manager.models.worker": "re-exported by container_manager.models",
     "container_manager.notify": "LISTEN/NOTIFY plumbing behind JobQueueManager.wait_for_work",
+    "container_manager.models.queries": "JobQuerySet re-exported by container_manager.models",
     "container_manager.queue.base": "re-exported by container_manager.queue",
+    "container_manager.queue.finishing": "methods of JobQueueManager",
+    "container_manager.queue.legacy": "methods of JobQueueManager; ProcessResult re-exported",
+    "container_manager.queue.queueing": "methods of JobQueueManager",
     "container_manager.queue.claims": "methods of JobQueueManager",
     "container_manager.queue.control": "methods of JobQueueManager",
     "container_manager.queue.launching": "methods of JobQueueManager; LaunchOutcome re-exported",
@@ -81,6 +85,7 @@ INTERNAL_MODULES = {
     "container_manager.worker.heartbeat": "worker internals; WorkerIdInUseError re-exported",
     "container_manager.worker.loop": "re-exported by container_manager.worker",
     "container_manager.worker.rescuer": "worker internals",
+    "container_manager.worker.state": "worker internals; WorkerStats re-exported",
 }
 
 #: Names that Django, dataclasses or enum put on a class, not ours to document.

@@ -27,7 +27,6 @@ from django.db.models import Count
 from django.utils import timezone
 
 from container_manager.models import ContainerJob, ExecutorHost, JobQueue
-from container_manager.queue.claims import HOLDING_Q
 from container_manager.states import JobStatus
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -104,7 +103,7 @@ def create_queue():
 
 
 def sample_loads():
-    holding = ContainerJob.objects.filter(HOLDING_Q)
+    holding = ContainerJob.objects.holding()
     hosts = Counter(dict(holding.values_list("host__name").annotate(n=Count("id")).order_by()))
     return hosts, holding.filter(queue=LIMITED_QUEUE).count()
 

@@ -203,7 +203,7 @@ def test_launch_next_batch_gives_up_when_the_claim_lock_is_held_past_its_timeout
     assert locked.wait(10)
     try:
         begin = time.monotonic()
-        result = JobQueueManager(worker_id="w1", job_service=object()).launch_next_batch(
+        result = JobQueueManager(worker_id="w1", containers=object()).launch_next_batch(
             max_concurrent=1, timeout=1
         )
         elapsed = time.monotonic() - begin

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.django_db
 
 @dataclass
 class FakeResult:
-    """What job_service.launch_job returns, per the contract in queue/launching.py."""
+    """What Containers.launch returns (container_manager/containers.py)."""
 
     success: bool
     error: str = ""
@@ -38,15 +38,15 @@ class FakeResult:
 
 
 @dataclass
-class FakeJobService:
-    """Stands in for container_manager.services.job_service in unit tests."""
+class FakeContainers:
+    """Stands in for the container layer (container_manager.containers) in unit tests."""
 
     results: list = field(default_factory=list)
     launched: list = field(default_factory=list)
     calls: list = field(default_factory=list)
     seen_status: list = field(default_factory=list)
 
-    def launch_job(self, job):
+    def launch(self, job, on_step=None):
         self.launched.append(job.pk)
         self.seen_status.append((job.status, job.attempt, job.host_id))
         result = self.results.pop(0) if self.results else None
@@ -54,13 +54,13 @@ class FakeJobService:
             raise result
         return result or FakeResult(True, container_id=f"container-{job.pk}")
 
-    def pause_container(self, job):
+    def pause(self, job):
         self.calls.append(("pause", job.pk))
 
-    def resume_container(self, job):
+    def resume(self, job):
         self.calls.append(("resume", job.pk))
 
-    def stop_container(self, job):
+    def stop(self, job):
         self.calls.append(("stop", job.pk))
 
 
@@ -89,12 +89,12 @@ def snapshot(job):
 
 @pytest.fixture
 def service():
-    return FakeJobService()
+    return FakeContainers()
 
 
 @pytest.fixture
 def manager(service):
-    return JobQueueManager(worker_id="test-worker", job_service=service)
+    return JobQueueManager(worker_id="test-worker", containers=service)
 
 
 # queue_job -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Pause, resume and cancel of queues, hosts and jobs (job_service faked)."""
+"""Pause, resume and cancel of queues, hosts and jobs (container layer faked)."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_pause_job_leaves_the_job_running_when_the_container_cannot_pause(manage
     def refuse(_job):
         raise RuntimeError("cannot pause")
 
-    service.pause_container = refuse
+    service.pause = refuse
     with pytest.raises(RuntimeError, match="cannot pause"):
         manager.pause_job(job)
     assert snapshot(job)["status"] == JobStatus.RUNNING
@@ -162,7 +162,7 @@ def test_cancel_job_is_stored_even_when_the_container_cannot_stop_now(manager, s
     def refuse(_job):
         raise RuntimeError("daemon down")
 
-    service.stop_container = refuse
+    service.stop = refuse
     with pytest.raises(ContainerStopDeferredError, match="daemon down") as caught:
         manager.cancel_job(job)
     assert caught.value.job_id == job.pk
@@ -173,13 +173,13 @@ def test_cancel_job_is_written_before_the_container_is_stopped(manager, service)
     make_host()
     job = running_job(manager)
     seen = []
-    original = service.stop_container
+    original = service.stop
 
     def record(stopping):
         seen.append(ContainerJob.objects.get(pk=stopping.pk).status)
         return original(stopping)
 
-    service.stop_container = record
+    service.stop = record
     manager.cancel_job(job)
     assert seen == [JobStatus.CANCELLED]
 

@@ -1,4 +1,4 @@
-"""launch_job, launch_job_with_retry and launch_next_batch, with a fake job_service."""
+"""launch_job, launch_job_with_retry and launch_next_batch, with a fake container layer."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_launch_job_claims_launches_and_marks_the_job_running(manager, service):
     [job] = queued()
     result = manager.launch_job(job)
     assert result == {"success": True, "error": ""}
-    # job_service saw a claimed job: validating, first attempt, host chosen.
+    # The container layer saw a claimed job: validating, first attempt, host chosen.
     assert service.seen_status == [(JobStatus.VALIDATING, 1, host.pk)]
     row = snapshot(job)
     assert (row["status"], row["container_id"], row["worker_id"]) == (
@@ -145,11 +145,11 @@ def test_launch_job_of_a_job_cancelled_during_launch_stops_the_container(manager
     make_host()
     [job] = queued()
 
-    def launch_then_cancel(claimed):
+    def launch_then_cancel(claimed, on_step=None):
         ContainerJob.objects.filter(pk=claimed.pk).update(status=JobStatus.CANCELLED)
         return FakeResult(True, container_id="late")
 
-    service.launch_job = launch_then_cancel
+    service.launch = launch_then_cancel
     result = manager.launch_job(job)
     assert result["success"] is False
     assert service.calls == [("stop", job.pk)]

@@ -4,7 +4,7 @@ Queue mode (``--queue-mode``) is a thin CLI over
 :class:`container_manager.worker.Worker`. Without it, the command keeps its
 old behaviour: it brings running jobs (or the jobs named by ``--job-id`` or
 ``--status``) up to date with their containers through
-``job_service.process_job``. See docs/command-reference.md.
+``queue_manager.process_job``. See docs/command-reference.md.
 """
 
 from __future__ import annotations
@@ -15,17 +15,18 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from container_manager.conf import (
+    DEFAULT_ACQUIRE_TIMEOUT_SECONDS,
+    DEFAULT_MAX_CONCURRENT,
+    settings,
+)
 from container_manager.models import ContainerJob
 from container_manager.queue import queue_manager
-from container_manager.services import job_service
 from container_manager.states import JobStatus
 from container_manager.worker import Worker, WorkerIdInUseError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_CONCURRENT = 5
-DEFAULT_POLL_INTERVAL_SECONDS = 10
-DEFAULT_TIMEOUT_SECONDS = 30
 LEGACY_STATUSES = ["pending", "running", "failed"]
 
 EXAMPLES = """
@@ -69,13 +70,14 @@ class Command(BaseCommand):
             "--max-concurrent",
             type=int,
             default=DEFAULT_MAX_CONCURRENT,
-            help="Maximum concurrent jobs when in queue mode (default: 5)",
+            help=f"Maximum concurrent jobs when in queue mode (default: {DEFAULT_MAX_CONCURRENT})",
         )
         parser.add_argument(
             "--poll-interval",
             type=int,
-            default=DEFAULT_POLL_INTERVAL_SECONDS,
-            help="Polling interval in seconds for queue mode (default: 10); "
+            default=int(settings.POLL_INTERVAL_SECONDS),
+            help="Polling interval in seconds for queue mode (default: the "
+            f"POLL_INTERVAL_SECONDS setting, {int(settings.POLL_INTERVAL_SECONDS)}); "
             "on PostgreSQL new jobs wake the worker at once",
         )
         parser.add_argument(
@@ -86,8 +88,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--timeout",
             type=int,
-            default=DEFAULT_TIMEOUT_SECONDS,
-            help="Timeout in seconds for job acquisition (default: 30): the longest wait "
+            default=DEFAULT_ACQUIRE_TIMEOUT_SECONDS,
+            help="Timeout in seconds for job acquisition "
+            f"(default: {DEFAULT_ACQUIRE_TIMEOUT_SECONDS}): the longest wait "
             "for the claim lock, and for launches in flight when stopping or with --once",
         )
         parser.add_argument(
@@ -245,7 +248,7 @@ class Command(BaseCommand):
         for job in jobs:
             if options["verbose"]:
                 self._say(f"Processing job {job.id} ({job.status})")
-            result = job_service.process_job(job)
+            result = queue_manager.process_job(job)
             if result.success:
                 processed += 1
                 if options["verbose"]:

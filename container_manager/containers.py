@@ -1,0 +1,315 @@
+"""What the queue and the worker ask of executors, job by job.
+
+This layer turns a job into executor calls and executor answers into plain
+values; it writes nothing to the database and never imports the queue
+(docs/architecture.md). The queue records what these calls answer:
+
+- :meth:`Containers.launch` starts the container of a claimed job's current
+  attempt and answers with a :class:`LaunchResult`; the launch steps it goes
+  through (``preparing``, ``pulling``) are reported to a callback;
+- :meth:`Containers.find` looks up the container of the current attempt by
+  its labels, :meth:`Containers.current_ref` answers from the row first;
+- :meth:`Containers.stop`, :meth:`Containers.pause` and
+  :meth:`Containers.resume` back cancel, pause and resume;
+- :meth:`Containers.wait_finished` and :meth:`Containers.follow_progress`
+  let the worker follow running containers;
+- :meth:`Containers.logs` reads capped output, and
+  :meth:`Containers.apply_retention` removes ended containers per
+  ``CONTAINER_RETENTION``.
+
+Example::
+
+    from container_manager.containers import containers
+
+    result = containers.launch(job)
+    if not result.success:
+        print(result.error_code, result.error)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from container_manager.classification import UNKNOWN, classify
+from container_manager.conf import settings
+from container_manager.executors import close_executors, get_executor
+from container_manager.executors.base import (
+    ContainerRef,
+    Executor,
+    ExitStatus,
+    LaunchSpec,
+    Logs,
+    ProgressCallback,
+)
+from container_manager.models import ContainerJob, ExecutorHost
+
+logger = logging.getLogger(__name__)
+
+#: Called with each launch step an executor reports ("preparing", "pulling").
+StepRecorder = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    """What :meth:`Containers.launch` answers.
+
+    Attributes:
+        success: The container was started (or already existed for this attempt).
+        error: The message when it was not.
+        error_code: A code of ``classification.CATALOGUE`` when it was not.
+        transient: True when trying again later may succeed, False when it
+            cannot, None when nobody can tell.
+        container_id: The started container's id.
+        ref: The executor's reference to it.
+    """
+
+    success: bool
+    error: str = ""
+    error_code: str = ""
+    transient: bool | None = None
+    container_id: str = ""
+    ref: ContainerRef | None = None
+
+
+def job_ref(job: ContainerJob) -> ContainerRef:
+    """Return the reference of the job's current attempt's container.
+
+    Args:
+        job: A job with ``container_id`` set (or not: the id is then "").
+
+    Returns:
+        The :class:`ContainerRef`.
+    """
+    return ContainerRef(job_id=int(job.pk), attempt=int(job.attempt), container_id=job.container_id)
+
+
+class Containers:
+    """Launch, find, stop, pause, resume, follow and clean up the containers of jobs."""
+
+    def executor_for(self, job: ContainerJob) -> Executor:
+        """Return the executor of the job's host.
+
+        Raises:
+            ValueError: The job has no host (it was never claimed).
+        """
+        if job.host is None:
+            raise ValueError(f"Job {job.pk} has no host")
+        return get_executor(job.host)
+
+    # Launch ------------------------------------------------------------------
+
+    def launch(self, job: ContainerJob, on_step: StepRecorder | None = None) -> LaunchResult:
+        """Start the container of a claimed job's current attempt.
+
+        Idempotent per attempt (the executor finds a container of this job
+        and attempt instead of starting a second one). ``on_step`` hears
+        ``"preparing"`` once the spec is valid and the container is being
+        made, and ``"pulling"`` while the executor pulls the image. Any
+        exception is caught and classified; nothing is raised.
+
+        Args:
+            job: A job claimed by a worker: ``host`` set, ``attempt`` incremented.
+            on_step: Called with each launch step; None to ignore them.
+
+        Returns:
+            The :class:`LaunchResult`; on failure ``error``, ``error_code``
+            and ``transient`` say what happened.
+        """
+        if job.host is None:
+            return LaunchResult(False, f"Job {job.pk} has no host", "NO_HOST_AVAILABLE", True)
+        step = on_step or (lambda name: None)
+        try:
+            executor = get_executor(job.host)
+            # Building the spec validates the job (command, environment).
+            spec = LaunchSpec.from_job(job)
+            step("preparing")
+            ref = executor.launch(spec, on_step=step)
+        except Exception as exc:
+            found = classify(exc)
+            logger.warning(
+                "Launch of job %s failed: %s (%s)",
+                job.pk,
+                found.message,
+                found.code,
+                extra={"job_id": job.pk, "worker_id": job.worker_id},
+            )
+            transient = None if found.category == UNKNOWN else found.is_transient
+            return LaunchResult(False, found.message, found.code, transient)
+        return LaunchResult(True, container_id=ref.container_id, ref=ref)
+
+    # Finding and control -----------------------------------------------------
+
+    def find(self, job: ContainerJob) -> ContainerRef | None:
+        """Look up, on the job's host, the container of its current attempt by its labels.
+
+        The row's ``container_id`` is not trusted here: this is how a rescue
+        tells a container that exists from one that never did (or is gone).
+
+        Returns:
+            The container, running or not; None if there is none, or the job has no host.
+
+        Raises:
+            ExecutorError: The engine could not be asked (the container may exist).
+        """
+        if job.host is None:
+            return None
+        return self.executor_for(job).find(int(job.pk), int(job.attempt))
+
+    def current_ref(self, job: ContainerJob) -> ContainerRef | None:
+        """Return the container of the job's current attempt: the recorded one, else :meth:`find`.
+
+        Raises:
+            ExecutorError: The engine could not be asked.
+        """
+        if job.host is None:
+            return None
+        if job.container_id:
+            return job_ref(job)
+        return self.find(job)
+
+    def stop(self, job: ContainerJob) -> bool:
+        """Kill the container of the job's current attempt, if there is one.
+
+        Args:
+            job: The job (cancelled, timed out, or launched while being cancelled).
+
+        Returns:
+            True when a container was found and killed.
+
+        Raises:
+            ExecutorError: The engine failed (other than "already gone").
+        """
+        ref = self.current_ref(job)
+        if ref is None:
+            return False
+        self.executor_for(job).kill(ref)
+        logger.info("Stopped the container of job %s", job.pk, extra={"job_id": job.pk})
+        return True
+
+    def kill(self, job: ContainerJob, ref: ContainerRef) -> None:
+        """Kill the container ``ref`` of ``job``; no error if it already ended.
+
+        Raises:
+            ExecutorError: The engine failed.
+        """
+        self.executor_for(job).kill(ref)
+
+    def pause(self, job: ContainerJob) -> bool:
+        """Freeze the container of a running job.
+
+        Returns:
+            True when a container was paused; False when there is none.
+
+        Raises:
+            NotImplementedError: The host's executor cannot pause.
+            ExecutorError: The engine failed.
+        """
+        ref = self.current_ref(job)
+        if ref is None:
+            return False
+        self.executor_for(job).pause(ref)
+        return True
+
+    def resume(self, job: ContainerJob) -> bool:
+        """Thaw the container of a paused job.
+
+        Returns:
+            True when a container was resumed; False when there is none.
+
+        Raises:
+            NotImplementedError: The host's executor cannot resume.
+            ExecutorError: The engine failed.
+        """
+        ref = self.current_ref(job)
+        if ref is None:
+            return False
+        self.executor_for(job).resume(ref)
+        return True
+
+    # Following ---------------------------------------------------------------
+
+    def wait_finished(
+        self, host: ExecutorHost, refs: Sequence[ContainerRef], timeout_seconds: float
+    ) -> list[ExitStatus]:
+        """Return the containers among ``refs`` (all on ``host``) that ended.
+
+        Waits up to ``timeout_seconds`` for the first end; 0 only looks.
+
+        Raises:
+            ExecutorError: The engine could not be asked.
+        """
+        return get_executor(host).wait_finished(refs, timeout_seconds)
+
+    def follow_progress(
+        self, job: ContainerJob, ref: ContainerRef, callback: ProgressCallback
+    ) -> None:
+        """Call ``callback`` with each progress line the container prints, until it ends.
+
+        Blocks; the worker runs it in a thread of its own.
+        """
+        self.executor_for(job).follow_progress(ref, callback)
+
+    # Output and clean-up -------------------------------------------------------
+
+    def logs(self, job: ContainerJob, ref: ContainerRef, max_bytes: int | None = None) -> Logs:
+        """Return the container's output, each stream capped at ``max_bytes``.
+
+        Args:
+            job: The job.
+            ref: Its container.
+            max_bytes: The cap per stream; None for ``LOG_MAX_BYTES``.
+
+        Raises:
+            ExecutorError: The engine could not be read.
+        """
+        cap = int(settings.LOG_MAX_BYTES) if max_bytes is None else max_bytes
+        return self.executor_for(job).logs(ref, cap)
+
+    def collect_logs(self, job: ContainerJob, ref: ContainerRef) -> Logs:
+        """Return the container's output capped at ``LOG_MAX_BYTES``, or empty output.
+
+        A failure to read is logged and answered with empty output: the
+        result of the job matters more than its logs.
+        """
+        try:
+            return self.logs(job, ref)
+        except Exception:
+            logger.warning(
+                "Could not read the output of job %s",
+                job.pk,
+                extra={"job_id": job.pk},
+                exc_info=True,
+            )
+            return Logs(stdout="", stderr="")
+
+    def apply_retention(self, job: ContainerJob, ref: ContainerRef, is_success: bool) -> None:
+        """Remove an ended container, or keep it, per ``CONTAINER_RETENTION``.
+
+        ``"remove"`` removes every ended container, ``"keep_failed"`` keeps
+        those of failed jobs, ``"keep"`` keeps all of them. A failure to
+        remove is logged, not raised.
+        """
+        retention = str(settings.CONTAINER_RETENTION)
+        if retention == "keep" or (retention == "keep_failed" and not is_success):
+            return
+        try:
+            self.executor_for(job).remove(ref)
+        except Exception:
+            logger.warning(
+                "Could not remove the container of job %s",
+                job.pk,
+                extra={"job_id": job.pk},
+                exc_info=True,
+            )
+
+    def close(self) -> None:
+        """Release every executor's connections and threads (a worker's last step)."""
+        close_executors()
+
+
+#: The instance everyone imports.
+containers = Containers()
+
+__all__ = ["Containers", "LaunchResult", "StepRecorder", "containers", "job_ref"]

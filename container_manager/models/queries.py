@@ -1,0 +1,186 @@
+"""One definition per queue concept: the filters and ``JobQuerySet`` verbs of jobs.
+
+"Ready and due", "holds a slot", "lease expired" and the other places a job
+can be in the queue are defined here once, as ``Q`` builders and as verbs of
+``ContainerJob.objects`` (``ContainerJob.objects.ready()``). Claims, the
+statistics, the worker and the admin all use them, so they cannot drift apart.
+The builders take a ``prefix`` so that the same rule can be read through a
+relation (``holding_q("jobs__")`` from ``ExecutorHost``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from container_manager import states
+from container_manager.states import JobStatus
+
+if TYPE_CHECKING:
+    from container_manager.models.job import ContainerJob  # noqa: F401 (named in a string)
+
+#: Order of the ready query: priority desc, then first in, first out (cm_job_ready_idx).
+READY_ORDER = ("-priority", "queued_at", "id")
+
+QUEUE_STATUSES = ("not_queued", "queued", "scheduled", "launched", "launch_failed")
+
+
+def _in(prefix: str, statuses: frozenset[str]) -> Q:
+    return Q(**{f"{prefix}status__in": sorted(statuses)})
+
+
+def waiting_q(prefix: str = "") -> Q:
+    """Jobs waiting in the queue (queued or retrying), due or not."""
+    return _in(prefix, states.READY_STATUSES)
+
+
+def due_q(now: datetime, prefix: str = "") -> Q:
+    """Jobs without a scheduled time, or whose scheduled time has come."""
+    return Q(**{f"{prefix}scheduled_for__isnull": True}) | Q(**{f"{prefix}scheduled_for__lte": now})
+
+
+def ready_q(now: datetime, prefix: str = "") -> Q:
+    """Jobs waiting in the queue whose scheduled time, if any, has come."""
+    return waiting_q(prefix) & due_q(now, prefix)
+
+
+def launching_q(prefix: str = "") -> Q:
+    """Jobs a worker has claimed and is launching (validating, preparing, pulling)."""
+    return _in(prefix, states.LAUNCHING_STATUSES)
+
+
+def active_q(prefix: str = "") -> Q:
+    """Jobs a worker holds whose container may exist (launching or running)."""
+    return _in(prefix, states.ACTIVE_STATUSES)
+
+
+def holding_q(prefix: str = "") -> Q:
+    """Jobs that occupy a slot of their host and queue.
+
+    Claimed, launching and running jobs, and paused jobs whose container was
+    launched (it is frozen, not gone).
+    """
+    return active_q(prefix) | Q(
+        **{f"{prefix}status": JobStatus.PAUSED, f"{prefix}launched_at__isnull": False}
+    )
+
+
+def leased_q(prefix: str = "") -> Q:
+    """Jobs a worker holds under a lease (``states.LEASED_STATUSES``)."""
+    return _in(prefix, states.LEASED_STATUSES)
+
+
+def expired_q(now: datetime, prefix: str = "") -> Q:
+    """Leased jobs whose lease ran out: their worker is presumed dead."""
+    return leased_q(prefix) & Q(**{f"{prefix}lease_expires_at__lt": now})
+
+
+def launch_failed_q(prefix: str = "") -> Q:
+    """Jobs that were queued and failed before a container ever ran."""
+    return Q(
+        **{
+            f"{prefix}status": JobStatus.FAILED,
+            f"{prefix}launched_at__isnull": True,
+            f"{prefix}queued_at__isnull": False,
+        }
+    )
+
+
+def queue_status_q(value: str, now: datetime | None = None) -> Q:
+    """Return the filter matching jobs whose ``queue_status`` is ``value``.
+
+    Args:
+        value: One of ``QUEUE_STATUSES``.
+        now: The time that decides between queued and scheduled.
+
+    Returns:
+        A ``Q`` object; the admin filter and the statistics use it.
+
+    Raises:
+        ValueError: For an unknown value.
+    """
+    now = now or timezone.now()
+    waiting = waiting_q()
+    due = due_q(now)
+    launched = Q(launched_at__isnull=False)
+    failed_launch = launch_failed_q()
+    claimed = launching_q() & Q(launched_at__isnull=True)
+    filters = {
+        "launched": launched,
+        "launch_failed": failed_launch,
+        "scheduled": waiting & ~due & ~launched,
+        "queued": ((waiting & due) | claimed) & ~launched,
+        "not_queued": ~launched & ~failed_launch & ~waiting & ~claimed,
+    }
+    try:
+        return filters[value]
+    except KeyError:
+        raise ValueError(f"Unknown queue status {value!r}; use one of {QUEUE_STATUSES}") from None
+
+
+class JobQuerySet(models.QuerySet["ContainerJob"]):
+    """Job queries; ``update(status=...)`` only moves rows the state machine allows."""
+
+    def update(self, **kwargs: Any) -> int:
+        """Update the rows, guarding any status change.
+
+        When ``status`` is among the values, only rows whose current status may
+        move to it are updated (the others are left as they are), so no code
+        path can write an invalid transition in bulk.
+
+        Returns:
+            The number of rows changed.
+
+        Raises:
+            ValueError: For an unknown status.
+            TypeError: When the status is an expression rather than a value.
+        """
+        if "status" not in kwargs:
+            return super().update(**kwargs)
+        new = kwargs["status"]
+        if not isinstance(new, str):
+            raise TypeError("ContainerJob.status can only be updated to a literal status")
+        if new not in JobStatus.values:
+            raise ValueError(f"Unknown job status {new!r}")
+        guarded = self.filter(status__in=states.sources_of(new))
+        return super(JobQuerySet, guarded).update(**kwargs)
+
+    def with_queue_status(self, value: str) -> JobQuerySet:
+        """Filter on the queue status (not_queued, queued, scheduled, launched, launch_failed)."""
+        return self.filter(queue_status_q(value))
+
+    def waiting(self) -> JobQuerySet:
+        """Jobs waiting in the queue (queued or retrying), due or not."""
+        return self.filter(waiting_q())
+
+    def ready(self, now: datetime | None = None) -> JobQuerySet:
+        """Jobs waiting in the queue whose time has come (``now`` defaults to the present)."""
+        return self.filter(ready_q(now or timezone.now()))
+
+    def launching(self) -> JobQuerySet:
+        """Jobs claimed and being launched."""
+        return self.filter(launching_q())
+
+    def holding(self) -> JobQuerySet:
+        """Jobs that occupy a slot of their host and queue."""
+        return self.filter(holding_q())
+
+    def leased(self) -> JobQuerySet:
+        """Jobs a worker holds under a lease."""
+        return self.filter(leased_q())
+
+    def expired(self, now: datetime | None = None) -> JobQuerySet:
+        """Leased jobs whose lease ran out (``now`` defaults to the present)."""
+        return self.filter(expired_q(now or timezone.now()))
+
+    def launch_failed(self) -> JobQuerySet:
+        """Jobs that were queued and failed before a container ever ran."""
+        return self.filter(launch_failed_q())
+
+    def held_by(self, worker_id: str) -> JobQuerySet:
+        """Leased jobs held by the worker ``worker_id`` (never by the empty id)."""
+        return self.leased().filter(worker_id=worker_id).exclude(worker_id="")

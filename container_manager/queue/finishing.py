@@ -1,0 +1,202 @@
+"""What happens to a job between its launch and its end: steps, progress, end, timeout.
+
+Every write here is one guarded UPDATE that matches only the attempt it is
+about (and, where given, the worker that holds it), so a late report of an
+old attempt, or of a job cancelled meanwhile, changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.utils import timezone
+
+from container_manager.exceptions import InvalidStateTransition
+from container_manager.executors.base import ContainerRef, ExitStatus, Logs
+from container_manager.models import ContainerJob
+from container_manager.notify import announce_work
+from container_manager.queue.base import ManagerBase
+from container_manager.states import JobStatus
+
+logger = logging.getLogger(__name__)
+
+#: Error codes of a container that ended badly.
+EXIT_NONZERO = "CONTAINER_EXIT_NONZERO"
+OOM_KILLED = "CONTAINER_OOM_KILLED"
+#: Launch steps an executor may report, and the status each one is recorded as.
+STEP_STATUSES = {"preparing": JobStatus.PREPARING, "pulling": JobStatus.PULLING}
+#: Longest ``current_step`` stored (the column's length).
+MAX_STEP_LENGTH = 200
+
+
+class FinishMixin(ManagerBase):
+    """Launch steps, progress, ends and timeouts; mixed into ``JobQueueManager``."""
+
+    def record_step(self, job: ContainerJob, step: str) -> bool:
+        """Record a launch step the executor reports (``preparing``, ``pulling``).
+
+        Never fails the launch: an unknown step, or a job that changed
+        meanwhile (cancelled, say), is left as it is.
+
+        Args:
+            job: The job being launched; its instance is updated.
+            step: The step's name.
+
+        Returns:
+            True when the step was written.
+        """
+        status = STEP_STATUSES.get(step)
+        if status is None or job.status == status or not job.can_transition_to(status):
+            return False
+        try:
+            job.transition_to(status, current_step=JobStatus(status).label)
+        except InvalidStateTransition:
+            logger.info(
+                "Job %s changed during launch (now %s)",
+                job.pk,
+                job.status,
+                extra={"job_id": job.pk, "worker_id": job.worker_id},
+            )
+            return False
+        return True
+
+    def record_progress(self, ref: ContainerRef, percent: int, step: str) -> bool:
+        """Store the progress a running container reported.
+
+        Args:
+            ref: The container (job and attempt) that reported it.
+            percent: 0-100; values outside are clamped.
+            step: The current step, cut to ``MAX_STEP_LENGTH`` characters.
+
+        Returns:
+            True when the job was still running this attempt and was updated.
+        """
+        moved = (
+            ContainerJob.objects.using(self.using)
+            .filter(pk=ref.job_id, status=JobStatus.RUNNING, attempt=ref.attempt)
+            .update(progress=max(0, min(percent, 100)), current_step=step[:MAX_STEP_LENGTH])
+        )
+        return bool(moved)
+
+    def finish_job(
+        self, job: ContainerJob, exit_status: ExitStatus, worker_id: str | None = None
+    ) -> bool:
+        """Store how a job's container ended, and apply ``CONTAINER_RETENTION``.
+
+        Exit code 0 completes the job; any other code fails it with
+        ``CONTAINER_EXIT_NONZERO``, or ``CONTAINER_OOM_KILLED`` when the engine
+        killed it for memory. Output is stored capped at ``LOG_MAX_BYTES``.
+        The write is one guarded UPDATE: only a job still ``running`` (and,
+        with ``worker_id``, still held by that worker) is changed, so a job
+        cancelled or timed out meanwhile keeps that status and gets its
+        output. Idle workers are woken: the job's slot is free.
+
+        Args:
+            job: The running job.
+            exit_status: What the executor reported.
+            worker_id: The worker holding the job; None to skip that guard.
+
+        Returns:
+            True when this call wrote the job's end.
+        """
+        ref = exit_status.ref
+        logs = self.containers.collect_logs(job, ref)
+        fields = _final_fields(job, exit_status, logs)
+        jobs = ContainerJob.objects.using(self.using)
+        qs = jobs.filter(pk=job.pk, status=JobStatus.RUNNING, attempt=ref.attempt)
+        if worker_id is not None:
+            qs = qs.filter(worker_id=worker_id)
+        moved = qs.update(**fields)
+        if moved:
+            job.refresh_from_db()
+            logger.info(
+                "Job %s ended with exit code %s: %s",
+                job.pk,
+                exit_status.exit_code,
+                fields["status"],
+                extra={"job_id": job.pk, "worker_id": worker_id},
+            )
+        else:
+            jobs.filter(
+                pk=job.pk, status__in=(JobStatus.CANCELLED, JobStatus.TIMEOUT), attempt=ref.attempt
+            ).update(
+                stdout=fields["stdout"], stderr=fields["stderr"], exit_code=fields["exit_code"]
+            )
+            logger.info(
+                "Job %s was no longer running when its container ended",
+                job.pk,
+                extra={"job_id": job.pk, "worker_id": worker_id},
+            )
+        self.containers.apply_retention(
+            job, ref, is_success=fields["status"] == JobStatus.COMPLETED
+        )
+        announce_work(job.queue, using=self.using)
+        return bool(moved)
+
+    def timeout_job(self, job: ContainerJob, ref: ContainerRef) -> bool:
+        """Record ``timeout`` for a job that ran past ``timeout_seconds``, and kill it.
+
+        The timeout is written before the kill: the other way round, the
+        worker following the container could record the killed container's
+        end (exit 137) as a failure first.
+
+        Args:
+            job: The running job.
+            ref: Its container.
+
+        Returns:
+            True when this call recorded the timeout.
+
+        Raises:
+            ExecutorError: The kill failed; the timeout is stored all the same.
+        """
+        try:
+            job.mark_as_timeout()
+        except InvalidStateTransition:
+            return False
+        self.containers.kill(job, ref)
+        logs = self.containers.collect_logs(job, ref)
+        ContainerJob.objects.using(self.using).filter(
+            pk=job.pk, status=JobStatus.TIMEOUT, attempt=ref.attempt
+        ).update(stdout=logs.stdout, stderr=logs.stderr)
+        logger.warning(
+            "Job %s timed out after %s s and was killed",
+            job.pk,
+            job.timeout_seconds,
+            extra={"job_id": job.pk, "worker_id": job.worker_id},
+        )
+        self.containers.apply_retention(job, ref, is_success=False)
+        announce_work(job.queue, using=self.using)
+        return True
+
+
+def _final_fields(job: ContainerJob, exit_status: ExitStatus, logs: Logs) -> dict[str, Any]:
+    """The columns of a job's end: exit code, output, status, error."""
+    now = timezone.now()
+    code = exit_status.exit_code
+    ended = exit_status.finished_at or now
+    if job.started_at is not None and ended < job.started_at:
+        # The engine's clock, or a container that ended before we recorded its start.
+        ended = now
+    fields: dict[str, Any] = {
+        "exit_code": code,
+        "stdout": logs.stdout,
+        "stderr": logs.stderr,
+        "completed_at": ended,
+        "worker_id": "",
+        "lease_expires_at": None,
+    }
+    if code == 0 and not exit_status.is_oom_killed:
+        fields.update(status=JobStatus.COMPLETED, progress=100)
+        return fields
+    error_code = OOM_KILLED if exit_status.is_oom_killed else EXIT_NONZERO
+    message = exit_status.error or (
+        "Killed for using more memory than its limit"
+        if exit_status.is_oom_killed
+        else f"Exited with code {code}"
+    )
+    fields.update(
+        status=JobStatus.FAILED, error_code=error_code, last_error=message, last_error_at=now
+    )
+    return fields

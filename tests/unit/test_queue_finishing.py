@@ -1,0 +1,139 @@
+"""The queue's record of a container's end: exit codes, output, retention, timeouts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from container_manager.exceptions import ExecutorUnavailableError, ImageNotFoundError
+from container_manager.executors.base import ContainerRef, ExitStatus
+from container_manager.models import ContainerJob
+from container_manager.queue import queue_manager
+from container_manager.states import JobStatus
+from tests.unit import fake_executor as fakes
+
+fake_host = fakes.fake_host
+fake_executor = fakes.fake_executor
+
+pytestmark = pytest.mark.django_db
+
+
+def claimed_job(host, **fields):
+    job = ContainerJob.objects.create(command="echo hi", host=host, **fields)
+    ContainerJob.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
+    ContainerJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.VALIDATING, worker_id="w1", attempt=1
+    )
+    job.refresh_from_db()
+    return job
+
+
+def running_job(host, executor, **fields):
+    job = claimed_job(host, **fields)
+    ref = executor.add_container(job.pk, job.attempt)
+    job.mark_as_running(container_id=ref.container_id)
+    return job, ref
+
+
+# Finish ----------------------------------------------------------------------------
+
+
+def test_exit_zero_completes_the_job_with_its_output_and_removes_the_container(
+    fake_host, fake_executor
+):
+    job, ref = running_job(fake_host, fake_executor)
+
+    assert queue_manager.finish_job(job, ExitStatus(ref, 0), worker_id="w1")
+
+    job.refresh_from_db()
+    assert (job.status, job.exit_code, job.progress) == (JobStatus.COMPLETED, 0, 100)
+    assert (job.stdout, job.stderr) == ("out\n", "err\n")
+    assert (job.worker_id, job.lease_expires_at) == ("", None)
+    assert fake_executor.removed == [ref.container_id]
+
+
+@override_settings(CONTAINER_MANAGER={"CONTAINER_RETENTION": "keep_failed"})
+def test_nonzero_exit_fails_the_job_and_keep_failed_keeps_the_container(fake_host, fake_executor):
+    job, ref = running_job(fake_host, fake_executor)
+
+    queue_manager.finish_job(job, ExitStatus(ref, 3))
+
+    job.refresh_from_db()
+    assert (job.status, job.exit_code, job.error_code) == (
+        JobStatus.FAILED,
+        3,
+        "CONTAINER_EXIT_NONZERO",
+    )
+    assert job.last_error == "Exited with code 3"
+    assert fake_executor.removed == []
+
+
+def test_oom_killed_container_fails_with_its_own_code(fake_host, fake_executor):
+    job, ref = running_job(fake_host, fake_executor)
+
+    queue_manager.finish_job(job, ExitStatus(ref, 137, is_oom_killed=True))
+
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "CONTAINER_OOM_KILLED")
+
+
+@override_settings(CONTAINER_MANAGER={"LOG_MAX_BYTES": 2, "CONTAINER_RETENTION": "keep"})
+def test_logs_are_read_with_the_configured_cap_and_keep_retention_keeps(fake_host, fake_executor):
+    job, ref = running_job(fake_host, fake_executor)
+
+    queue_manager.finish_job(job, ExitStatus(ref, 0))
+
+    assert fake_executor.logs_max_bytes == [2]
+    assert ContainerJob.objects.get(pk=job.pk).stdout == "ou"
+    assert fake_executor.removed == []
+
+
+def test_finish_leaves_a_cancelled_job_cancelled(fake_host, fake_executor):
+    job, ref = running_job(fake_host, fake_executor)
+    ContainerJob.objects.get(pk=job.pk).mark_as_cancelled()
+
+    assert not queue_manager.finish_job(job, ExitStatus(ref, 0))
+
+    assert ContainerJob.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+
+
+def test_finish_by_a_worker_that_lost_the_job_writes_nothing(fake_host, fake_executor):
+    job, ref = running_job(fake_host, fake_executor)
+
+    assert not queue_manager.finish_job(job, ExitStatus(ref, 0), worker_id="someone-else")
+
+    assert ContainerJob.objects.get(pk=job.pk).status == JobStatus.RUNNING
+
+
+def test_timeout_kills_and_records_the_timeout(fake_host, fake_executor):
+    job, ref = running_job(fake_host, fake_executor)
+
+    assert queue_manager.timeout_job(job, ref)
+
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == (JobStatus.TIMEOUT, "SYSTEM_TIMEOUT")
+    assert fake_executor.killed == [ref.container_id]
+    assert job.stdout == "out\n"
+
+
+def test_timeout_is_recorded_before_the_kill_so_the_end_cannot_win_as_a_failure(
+    fake_host, fake_executor
+):
+    job, ref = running_job(fake_host, fake_executor)
+    seen = []
+    kill = fake_executor.kill
+
+    def record(killing):
+        seen.append(ContainerJob.objects.get(pk=job.pk).status)
+        kill(killing)
+        # What the follower does when the killed container's end arrives.
+        queue_manager.finish_job(ContainerJob.objects.get(pk=job.pk), ExitStatus(killing, 137))
+
+    fake_executor.kill = record
+    assert queue_manager.timeout_job(job, ref)
+    assert seen == [JobStatus.TIMEOUT]
+    stored = ContainerJob.objects.get(pk=job.pk)
+    assert (stored.status, stored.exit_code) == (JobStatus.TIMEOUT, 137)
