@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.test import override_settings
-from django.utils import timezone
 
-from container_manager.exceptions import ExecutorUnavailableError, ImageNotFoundError
-from container_manager.executors.base import ContainerRef, ExitStatus
-from container_manager.models import ContainerJob
 from container_manager.containers import containers, job_ref
+from container_manager.exceptions import ExecutorUnavailableError, ImageNotFoundError
+from container_manager.executors.base import ContainerRef
+from container_manager.models import ContainerJob
 from container_manager.queue import queue_manager
 from container_manager.states import JobStatus
 from tests.unit import fake_executor as fakes
