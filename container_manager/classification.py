@@ -299,12 +299,13 @@ MESSAGE_PATTERNS: list[tuple[re.Pattern[str], str, Category]] = [
     for p, code, cat in [
         (
             r"no such image|image not found|manifest unknown|manifest for .* not found"
-            r"|repository does not exist|pull access denied",
+            r"|repository does not exist|pull access denied|name unknown|repository name must",
             "DOCKER_IMAGE_NOT_FOUND",
             PERMANENT,
         ),
         (
-            r"unauthorized|authentication required|authentication failed|incorrect username",
+            r"unauthorized|authentication required|authentication failed|incorrect username"
+            r"|no basic auth credentials|requested access to the resource is denied",
             "DOCKER_AUTHENTICATION_FAILED",
             PERMANENT,
         ),
@@ -315,8 +316,10 @@ MESSAGE_PATTERNS: list[tuple[re.Pattern[str], str, Category]] = [
             PERMANENT,
         ),
         (r"permission denied|operation not permitted", "PERMISSION_DENIED", PERMANENT),
+        (r"unable to find user", "VALIDATION_INVALID_PARAMS", PERMANENT),
         (
-            r"invalid reference format|invalid argument|invalid config|invalid mount",
+            r"invalid reference format|invalid argument|invalid config|invalid mount"
+            r"|not a directory",
             "VALIDATION_INVALID_FORMAT",
             PERMANENT,
         ),
@@ -503,7 +506,8 @@ def _by_docker_type(exc: BaseException, message: str) -> Classification | None:
     if "TLSParameterError" in names or "InvalidArgument" in names:
         return Classification(PERMANENT, "VALIDATION_INVALID_PARAMS", message)
     if "APIError" in names:
-        return _by_docker_status(_docker_api_status(exc), explained, message)
+        detail = str(getattr(exc, "explanation", "") or "")
+        return classify_engine_response(_docker_api_status(exc), detail, message)
     # DockerException without a response: the client could not reach the daemon.
     found = classify_message(explained)
     if found.category != UNKNOWN:
@@ -511,7 +515,22 @@ def _by_docker_type(exc: BaseException, message: str) -> Classification | None:
     return Classification(TRANSIENT, "DOCKER_NETWORK_ERROR", message)
 
 
-def _by_docker_status(status: int | None, explained: str, message: str) -> Classification:
+def classify_engine_response(status: int | None, detail: str, message: str) -> Classification:
+    """Classify an engine's error answer: its HTTP status first, its text second.
+
+    The one mapping of Docker's answers to catalogue codes: the Docker
+    executor builds its ``ExecutorError`` leaves from it, and :func:`classify`
+    uses it for SDK errors that reach it untranslated.
+
+    Args:
+        status: The HTTP status of the answer; None when there was none.
+        detail: The engine's explanation (searched for known causes).
+        message: The message to keep in the classification.
+
+    Returns:
+        The :class:`Classification`.
+    """
+    explained = f"{message} {detail}"
     by_text = classify_message(explained)
     if status == 404:
         if by_text.code == "COMMAND_NOT_FOUND":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable
@@ -33,6 +32,7 @@ from docker.tls import TLSConfig
 from docker.types import CancellableStream
 from docker.utils import parse_repository_tag
 
+from container_manager.classification import UNKNOWN, Classification, classify_engine_response
 from container_manager.conf import settings
 from container_manager.exceptions import (
     ConfigurationError,
@@ -79,16 +79,31 @@ DEFAULT_LOG_READ_TIMEOUT_SECONDS = 60.0
 READ_CHUNK_BYTES = 64 * 1024
 #: How often a taken name is looked up again while its container is being created.
 NAME_RETRY_SECONDS = 0.05
-#: Start failures that trying again cannot fix (Docker answers 400 or 500 for them).
-_PERMANENT_START = re.compile(
-    r"executable file not found|no such file or directory|unable to find user|"
-    r"permission denied|invalid (?:mount|reference|argument)|not a directory",
-    re.IGNORECASE,
-)
-_IMAGE_MISSING = re.compile(
-    r"not found|manifest unknown|does not exist|no such image|repository name must", re.I
-)
-_AUTH_FAILED = re.compile(r"unauthorized|authentication required|no basic auth|denied", re.I)
+#: Executor errors by catalogue code; other codes become a plain ExecutorError
+#: (or InvalidLaunchSpecError for a spec Docker refused) carrying the code.
+_LEAVES: dict[str, type[ExecutorError]] = {
+    "DOCKER_IMAGE_NOT_FOUND": ImageNotFoundError,
+    "DOCKER_AUTHENTICATION_FAILED": RegistryAuthenticationError,
+    "DOCKER_PERMISSION_DENIED": ExecutorPermissionError,
+    "PERMISSION_DENIED": InvalidLaunchSpecError,
+    "COMMAND_NOT_FOUND": InvalidLaunchSpecError,
+}
+
+
+def error_of(found: Classification) -> ExecutorError:
+    """Build the ExecutorError leaf that says what a classified engine answer means.
+
+    Args:
+        found: The answer's classification (``classify_engine_response``).
+
+    Returns:
+        The error, with the classification's message, code and verdict.
+    """
+    leaf = _LEAVES.get(found.code)
+    if leaf is None:
+        leaf = InvalidLaunchSpecError if found.code.startswith("VALIDATION_") else ExecutorError
+    transient = None if found.category == UNKNOWN else found.is_transient
+    return leaf(found.message, code=found.code, transient=transient)
 
 
 def translate_error(exc: Exception, action: str) -> ExecutorError:
@@ -109,14 +124,9 @@ def translate_error(exc: Exception, action: str) -> ExecutorError:
     if isinstance(exc, docker.errors.NotFound):
         return ContainerNotFoundError(message)
     if isinstance(exc, docker.errors.APIError):
-        status = exc.status_code
-        if status == 401:
-            return RegistryAuthenticationError(message)
-        if status == 403:
-            return ExecutorPermissionError(message)
-        if status == 400 or _PERMANENT_START.search(str(exc.explanation or "")):
-            return InvalidLaunchSpecError(message)
-        return ExecutorError(message, transient=True if status in (502, 503, 504) else None)
+        return error_of(
+            classify_engine_response(exc.status_code, str(exc.explanation or ""), message)
+        )
     if "permission denied" in str(exc).lower():
         return ExecutorPermissionError(message)
     if isinstance(
@@ -366,9 +376,6 @@ class DockerExecutor(Executor):
         if on_step is not None:
             on_step("pulling")
         self._pull(image)
-        if on_step is not None:
-            # Pulled: the container is being made again.
-            on_step("preparing")
 
     def _pull(self, image: str) -> None:
         repository, tag = parse_repository_tag(image)
@@ -592,8 +599,7 @@ class DockerExecutor(Executor):
 def _pull_error(image: str, detail: str, status: int | None = None) -> ExecutorError:
     """The error of a failed pull: missing image, refused credentials, or a passing failure."""
     message = f"Pull of {image} failed: {detail}"
-    if status == 404 or _IMAGE_MISSING.search(detail):
-        return ImageNotFoundError(message)
-    if status == 401 or _AUTH_FAILED.search(detail):
-        return RegistryAuthenticationError(message)
+    found = classify_engine_response(status, detail, message)
+    if found.code in ("DOCKER_IMAGE_NOT_FOUND", "DOCKER_AUTHENTICATION_FAILED"):
+        return error_of(found)
     return ImagePullError(message)

@@ -11,7 +11,7 @@ relation (``holding_q("jobs__")`` from ``ExecutorHost``).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from django.db import models
 from django.db.models import Q
@@ -20,8 +20,8 @@ from django.utils import timezone
 from container_manager import states
 from container_manager.states import JobStatus
 
-if TYPE_CHECKING:
-    from container_manager.models.job import ContainerJob  # noqa: F401 (named in a string)
+#: The job model; the queryset is defined before it (models/job.py uses it).
+_Job = TypeVar("_Job", bound=models.Model)
 
 #: Order of the ready query: priority desc, then first in, first out (cm_job_ready_idx).
 READY_ORDER = ("-priority", "queued_at", "id")
@@ -122,7 +122,7 @@ def queue_status_q(value: str, now: datetime | None = None) -> Q:
         raise ValueError(f"Unknown queue status {value!r}; use one of {QUEUE_STATUSES}") from None
 
 
-class JobQuerySet(models.QuerySet["ContainerJob"]):
+class JobQuerySet(models.QuerySet[_Job]):
     """Job queries; ``update(status=...)`` only moves rows the state machine allows."""
 
     def update(self, **kwargs: Any) -> int:
@@ -149,38 +149,38 @@ class JobQuerySet(models.QuerySet["ContainerJob"]):
         guarded = self.filter(status__in=states.sources_of(new))
         return super(JobQuerySet, guarded).update(**kwargs)
 
-    def with_queue_status(self, value: str) -> JobQuerySet:
+    def with_queue_status(self, value: str) -> JobQuerySet[_Job]:
         """Filter on the queue status (not_queued, queued, scheduled, launched, launch_failed)."""
         return self.filter(queue_status_q(value))
 
-    def waiting(self) -> JobQuerySet:
+    def waiting(self) -> JobQuerySet[_Job]:
         """Jobs waiting in the queue (queued or retrying), due or not."""
         return self.filter(waiting_q())
 
-    def ready(self, now: datetime | None = None) -> JobQuerySet:
+    def ready(self, now: datetime | None = None) -> JobQuerySet[_Job]:
         """Jobs waiting in the queue whose time has come (``now`` defaults to the present)."""
         return self.filter(ready_q(now or timezone.now()))
 
-    def launching(self) -> JobQuerySet:
+    def launching(self) -> JobQuerySet[_Job]:
         """Jobs claimed and being launched."""
         return self.filter(launching_q())
 
-    def holding(self) -> JobQuerySet:
+    def holding(self) -> JobQuerySet[_Job]:
         """Jobs that occupy a slot of their host and queue."""
         return self.filter(holding_q())
 
-    def leased(self) -> JobQuerySet:
+    def leased(self) -> JobQuerySet[_Job]:
         """Jobs a worker holds under a lease."""
         return self.filter(leased_q())
 
-    def expired(self, now: datetime | None = None) -> JobQuerySet:
+    def expired(self, now: datetime | None = None) -> JobQuerySet[_Job]:
         """Leased jobs whose lease ran out (``now`` defaults to the present)."""
         return self.filter(expired_q(now or timezone.now()))
 
-    def launch_failed(self) -> JobQuerySet:
+    def launch_failed(self) -> JobQuerySet[_Job]:
         """Jobs that were queued and failed before a container ever ran."""
         return self.filter(launch_failed_q())
 
-    def held_by(self, worker_id: str) -> JobQuerySet:
+    def held_by(self, worker_id: str) -> JobQuerySet[_Job]:
         """Leased jobs held by the worker ``worker_id`` (never by the empty id)."""
         return self.leased().filter(worker_id=worker_id).exclude(worker_id="")

@@ -189,7 +189,7 @@ def test_missing_executable_is_permanent_and_leaves_no_container(
     spec = make_spec(("no-such-program", "--flag"))
     with pytest.raises(InvalidLaunchSpecError) as caught:
         docker_executor.launch(spec)
-    assert caught.value.code == "VALIDATION_INVALID_PARAMS"
+    assert caught.value.code == "COMMAND_NOT_FOUND"
     assert caught.value.transient is False
     assert containers_of_job(docker_engine, spec.job_id) == []
 
