@@ -18,7 +18,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from container_manager.executors.base import PROGRESS_PREFIX
+#: A line of this form on stdout or stderr reports progress (0-100) and the
+#: current step: ``::progress 42 Loading data`` (docs/api-reference.md, Progress).
+PROGRESS_PREFIX = "::progress "
 
 #: Appended to a stream cut at the cap; ``{omitted}`` is a byte count.
 TRUNCATION_MARKER = "\n[... output truncated: {omitted} bytes omitted ...]\n"

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
+from container_manager import logcap
+
 if TYPE_CHECKING:
     from container_manager.models import ContainerJob, ExecutorHost
 
@@ -31,8 +33,9 @@ LABEL_HOST = "container_manager.host"
 LABEL_EXTRA_SETTING = "CONTAINER_LABELS"
 
 #: A line of this form on stdout or stderr reports progress (0-100) and the
-#: current step: ``::progress 42 Loading data``.
-PROGRESS_PREFIX = "::progress "
+#: current step: ``::progress 42 Loading data`` (defined with the line parser
+#: in ``container_manager.logcap``).
+PROGRESS_PREFIX = logcap.PROGRESS_PREFIX
 
 
 def container_name(job_id: int, attempt: int) -> str:

@@ -24,11 +24,20 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("worker", ("worker",)),
     ("queue", ("queue", "notify", "stats")),
     ("container layer", ("containers",)),
-    ("executors", ("executors", "logcap")),
+    ("executors", ("executors",)),
     ("models", ("models", "migrations")),
     (
         "foundations",
-        ("states", "conf", "exceptions", "classification", "retry", "environment", "checks"),
+        (
+            "states",
+            "conf",
+            "exceptions",
+            "classification",
+            "retry",
+            "environment",
+            "logcap",
+            "checks",
+        ),
     ),
 )
 
