@@ -1,4 +1,4 @@
-"""Seed 000's queue examples, in its order, runnable as they are.
+"""A tour of the queue's calls (docs/api-reference.md), runnable as it is.
 
     python manage.py shell < docs/examples/queue_examples.py
 
@@ -6,7 +6,7 @@ The test suite runs this file against its test database, on SQLite and on
 PostgreSQL (tests/docs/test_doc_examples.py). On your own database it creates
 a host named ``examples-local`` that runs commands as local processes, and a
 few jobs; the jobs it created are cancelled at the end. Jobs created without
-a host may go to any of your active hosts, as in the seed's examples.
+a host may go to any of your active hosts.
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ first_id = (ContainerJob.objects.order_by("-pk").values_list("pk", flat=True).fi
 # ---------------------------------------------------------------------------
 # queue_job(job, schedule_for=None, priority=None)
 #
-# The seed queues one job three times; a job is queued once (a second
-# queue_job raises JobAlreadyQueuedError, a ValueError), so here the three
-# calls are made on three jobs.
+# A job is queued once (a second queue_job raises JobAlreadyQueuedError, a
+# ValueError), so the three ways of queueing are shown on three jobs.
 
 # Queue job immediately
 job = ContainerJob.objects.create(command="echo hello")
