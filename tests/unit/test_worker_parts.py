@@ -421,7 +421,8 @@ def test_rescuer_expires_only_the_leases_it_does_not_follow(db, host):
 # Heartbeat ---------------------------------------------------------------------
 
 
-def test_heartbeat_stamps_the_row_and_has_the_queue_renew_the_leases(db):
+@pytest.mark.django_db(transaction=True)
+def test_heartbeat_stamps_the_row_and_has_the_queue_renew_the_leases():
     before = timezone.now() - timedelta(minutes=5)
     WorkerRow.objects.create(worker_id="w-parts", hostname="h", pid=1, last_heartbeat_at=before)
     queue = RecordingQueue()
