@@ -207,10 +207,9 @@ class Containers:
             ExecutorError: The engine failed.
         """
         ref = self.current_ref(job)
-        if ref is None:
-            return False
-        self.executor_for(job).pause(ref)
-        return True
+        if ref is not None:
+            self.executor_for(job).pause(ref)
+        return ref is not None
 
     def resume(self, job: ContainerJob) -> bool:
         """Thaw the container of a paused job.
@@ -223,10 +222,9 @@ class Containers:
             ExecutorError: The engine failed.
         """
         ref = self.current_ref(job)
-        if ref is None:
-            return False
-        self.executor_for(job).resume(ref)
-        return True
+        if ref is not None:
+            self.executor_for(job).resume(ref)
+        return ref is not None
 
     # Following ---------------------------------------------------------------
 

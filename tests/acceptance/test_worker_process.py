@@ -147,7 +147,8 @@ def _leftovers_of_a_dead_worker(host, docker_engine):
     dead = {"worker_id": "dead-worker", "lease_expires_at": expired, "attempt": 1}
     claimed, launching, running = queue_jobs(3, host, "sleep 1", name="leftover")
     ContainerJob.objects.filter(pk=claimed.pk).update(status=JobStatus.VALIDATING, **dead)
-    ContainerJob.objects.filter(pk=launching.pk).update(status=JobStatus.PREPARING, **dead)
+    ContainerJob.objects.filter(pk=launching.pk).update(status=JobStatus.VALIDATING, **dead)
+    ContainerJob.objects.filter(pk=launching.pk).update(status=JobStatus.PREPARING)
     ContainerJob.objects.filter(pk=running.pk).update(status=JobStatus.VALIDATING, **dead)
     ContainerJob.objects.filter(pk=running.pk).update(
         status=JobStatus.RUNNING, started_at=timezone.now(), launched_at=timezone.now()

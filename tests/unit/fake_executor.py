@@ -1,4 +1,4 @@
-"""An in-memory executor for unit tests whose point is the worker or the service, not Docker.
+"""An in-memory executor for unit tests whose point is the worker or the queue, not Docker.
 
 Hosts with ``executor_type="fake"`` get a :class:`FakeExecutor`; tests end
 containers with :meth:`FakeExecutor.end` and make launches fail with
@@ -25,7 +25,8 @@ from container_manager.executors.base import (
     ProgressCallback,
     StepCallback,
 )
-from container_manager.models import ExecutorHost
+from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.states import JobStatus
 
 _ids = itertools.count(1)
 
@@ -132,3 +133,24 @@ def fake_executor(fake_host) -> FakeExecutor:
     executor = get_executor(fake_host)
     assert isinstance(executor, FakeExecutor)
     return executor
+
+
+def claimed_job(host: ExecutorHost, **fields: object) -> ContainerJob:
+    """A job claimed by worker ``w1`` on ``host``: validating, attempt 1."""
+    job = ContainerJob.objects.create(command="echo hi", host=host, **fields)
+    ContainerJob.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
+    ContainerJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.VALIDATING, worker_id="w1", attempt=1
+    )
+    job.refresh_from_db()
+    return job
+
+
+def running_job(
+    host: ExecutorHost, executor: FakeExecutor, **fields: object
+) -> tuple[ContainerJob, ContainerRef]:
+    """A claimed job whose container runs on the fake executor."""
+    job = claimed_job(host, **fields)
+    ref = executor.add_container(job.pk, job.attempt)
+    job.mark_as_running(container_id=ref.container_id)
+    return job, ref

@@ -172,7 +172,8 @@ def test_default_host_setting_routes_jobs_without_a_host():
         claimed = claim("w1", 2)
         assert [j.host_id for j in claimed] == [chosen.pk]
         queue_manager.pause_host(chosen)
-        ContainerJob.objects.filter(pk=claimed[0].pk).update(status=JobStatus.COMPLETED)
+        ContainerJob.objects.filter(pk=claimed[0].pk).update(status=JobStatus.RUNNING)
+        assert ContainerJob.objects.filter(pk=claimed[0].pk).update(status=JobStatus.COMPLETED)
         assert claim("w1", 2) == []
 
 

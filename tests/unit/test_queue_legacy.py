@@ -17,22 +17,8 @@ fake_executor = fakes.fake_executor
 
 pytestmark = pytest.mark.django_db
 
-
-def claimed_job(host, **fields):
-    job = ContainerJob.objects.create(command="echo hi", host=host, **fields)
-    ContainerJob.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
-    ContainerJob.objects.filter(pk=job.pk).update(
-        status=JobStatus.VALIDATING, worker_id="w1", attempt=1
-    )
-    job.refresh_from_db()
-    return job
-
-
-def running_job(host, executor, **fields):
-    job = claimed_job(host, **fields)
-    ref = executor.add_container(job.pk, job.attempt)
-    job.mark_as_running(container_id=ref.container_id)
-    return job, ref
+claimed_job = fakes.claimed_job
+running_job = fakes.running_job
 
 
 # Legacy processing ------------------------------------------------------------------------
