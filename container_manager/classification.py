@@ -224,6 +224,13 @@ CATALOGUE: dict[str, ErrorCode] = _codes(
         "Nothing to do: the job was put back in the queue.",
         True,
     ),
+    E(
+        "LOGS_UNAVAILABLE",
+        "The container ended but its output could not be read",
+        "The container was removed before its output was stored (by hand, or by "
+        "another tool); the exit code is kept. Keep containers until their job ends.",
+        False,
+    ),
     # Container outcome.
     E(
         "CONTAINER_EXIT_NONZERO",

@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from container_manager.classification import UNKNOWN, classify
+from container_manager.classification import PERMANENT, UNKNOWN, Classification, classify
 from container_manager.conf import settings
 from container_manager.executors import close_executors, get_executor
 from container_manager.executors.base import (
@@ -63,6 +63,10 @@ class LaunchResult:
             cannot, None when nobody can tell.
         container_id: The started container's id.
         ref: The executor's reference to it.
+        is_outcome_unknown: The launch failed in a way that may have left a
+            container of this attempt behind (a timeout, an engine gone
+            mid-call) and the host could not be asked: no new attempt may
+            start until a later look finds the container or its absence.
     """
 
     success: bool
@@ -71,6 +75,7 @@ class LaunchResult:
     transient: bool | None = None
     container_id: str = ""
     ref: ContainerRef | None = None
+    is_outcome_unknown: bool = False
 
 
 def job_ref(job: ContainerJob) -> ContainerRef:
@@ -124,19 +129,59 @@ class Containers:
             executor = get_executor(job.host)
             # Building the spec validates the job (command, environment).
             spec = LaunchSpec.from_job(job)
+        except Exception as exc:
+            return _failed(job, classify(exc))
+        try:
             step("preparing")
             ref = executor.launch(spec, on_step=step)
         except Exception as exc:
             found = classify(exc)
+            if found.category == PERMANENT:
+                return _failed(job, found)
+            return self._settle(job, executor, spec, found)
+        return LaunchResult(True, container_id=ref.container_id, ref=ref)
+
+    def _settle(
+        self, job: ContainerJob, executor: Executor, spec: LaunchSpec, found: Classification
+    ) -> LaunchResult:
+        """Find out whether a launch that failed left its container behind.
+
+        A create or start call can fail on our side (a read timeout under
+        load, the engine restarting) after the engine did the work. A new
+        attempt may only start once this attempt's container is known to be
+        absent, so the host is asked for it by its name and labels: found,
+        the launch is completed (``launch`` is idempotent per attempt and
+        starts a container that was only created); absent, the failure
+        stands; unknown (the host does not answer), the result says so.
+        """
+        try:
+            existing = executor.find(spec.job_id, spec.attempt)
+            if existing is None:
+                return _failed(job, found)
+            ref = executor.launch(spec)
+        except Exception as exc:
             logger.warning(
-                "Launch of job %s failed: %s (%s)",
+                "Launch of job %s failed (%s) and its host cannot say whether the container "
+                "exists: %s",
                 job.pk,
-                found.message,
                 found.code,
+                exc,
                 extra={"job_id": job.pk, "worker_id": job.worker_id},
             )
-            transient = None if found.category == UNKNOWN else found.is_transient
-            return LaunchResult(False, found.message, found.code, transient)
+            return LaunchResult(
+                False,
+                found.message,
+                found.code,
+                None if found.category == UNKNOWN else found.is_transient,
+                is_outcome_unknown=True,
+            )
+        logger.warning(
+            "Launch of job %s raised %s, but its container %s exists; it is followed",
+            job.pk,
+            found.code,
+            ref.container_id[:12],
+            extra={"job_id": job.pk, "worker_id": job.worker_id},
+        )
         return LaunchResult(True, container_id=ref.container_id, ref=ref)
 
     # Finding and control -----------------------------------------------------
@@ -305,6 +350,19 @@ class Containers:
     def close(self) -> None:
         """Release every executor's connections and threads (a worker's last step)."""
         close_executors()
+
+
+def _failed(job: ContainerJob, found: Classification) -> LaunchResult:
+    """The result of a launch that failed and left nothing behind."""
+    logger.warning(
+        "Launch of job %s failed: %s (%s)",
+        job.pk,
+        found.message,
+        found.code,
+        extra={"job_id": job.pk, "worker_id": job.worker_id},
+    )
+    transient = None if found.category == UNKNOWN else found.is_transient
+    return LaunchResult(False, found.message, found.code, transient)
 
 
 #: The instance everyone imports.

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from container_manager.exceptions import InvalidStateTransition
+from container_manager.exceptions import ContainerNotFoundError, InvalidStateTransition
 from container_manager.executors.base import ContainerRef, ExitStatus, Logs
 from container_manager.models import ContainerJob
 from container_manager.notify import announce_work
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 #: Error codes of a container that ended badly.
 EXIT_NONZERO = "CONTAINER_EXIT_NONZERO"
 OOM_KILLED = "CONTAINER_OOM_KILLED"
+#: Error code of a job whose output can never be read (its container is gone).
+LOGS_UNAVAILABLE = "LOGS_UNAVAILABLE"
 #: Launch steps an executor may report, and the status each one is recorded as.
 STEP_STATUSES = {"preparing": JobStatus.PREPARING, "pulling": JobStatus.PULLING}
 #: Longest ``current_step`` stored (the column's length).
@@ -87,6 +89,11 @@ class FinishMixin(ManagerBase):
         Exit code 0 completes the job; any other code fails it with
         ``CONTAINER_EXIT_NONZERO``, or ``CONTAINER_OOM_KILLED`` when the engine
         killed it for memory. Output is stored capped at ``LOG_MAX_BYTES``.
+        An end is never stored without its output: when the engine cannot be
+        read now, this raises and nothing is written or removed (the worker
+        tries again); when the output is gone for good (the container was
+        removed by someone else), the job is finished with ``LOGS_UNAVAILABLE``
+        as its error code, so that empty output is never silent.
         The write is one guarded UPDATE: only a job still ``running`` (and,
         with ``worker_id``, still held by that worker) is changed, so a job
         cancelled or timed out meanwhile keeps that status and gets its
@@ -99,10 +106,20 @@ class FinishMixin(ManagerBase):
 
         Returns:
             True when this call wrote the job's end.
+
+        Raises:
+            ExecutorError: The output could not be read now; nothing was written.
         """
         ref = exit_status.ref
-        logs = self.containers.collect_logs(job, ref)
+        logs, unreadable = self._read_output(job, ref)
         fields = _final_fields(job, exit_status, logs)
+        if unreadable:
+            note = f"The output could not be read: {unreadable}"
+            if fields["status"] == JobStatus.COMPLETED:
+                fields.update(error_code=LOGS_UNAVAILABLE, last_error=note)
+            else:
+                fields["last_error"] = f"{fields['last_error']}. {note}"
+            fields["last_error_at"] = timezone.now()
         jobs = ContainerJob.objects.using(self.using)
         qs = jobs.filter(pk=job.pk, status=JobStatus.RUNNING, attempt=ref.attempt)
         if worker_id is not None:
@@ -133,6 +150,23 @@ class FinishMixin(ManagerBase):
         )
         announce_work(job.queue, using=self.using)
         return bool(moved)
+
+    def _read_output(self, job: ContainerJob, ref: ContainerRef) -> tuple[Logs, str]:
+        """The container's output, and why it is empty when it can never be read ("" if read).
+
+        Raises:
+            ExecutorError: The engine cannot be read now (it may be later).
+        """
+        try:
+            return self.containers.logs(job, ref), ""
+        except ContainerNotFoundError as exc:
+            logger.error(
+                "The output of job %s is gone: %s",
+                job.pk,
+                exc,
+                extra={"job_id": job.pk},
+            )
+            return Logs(stdout="", stderr=""), str(exc)
 
     def timeout_job(self, job: ContainerJob, ref: ContainerRef) -> bool:
         """Record ``timeout`` for a job that ran past ``timeout_seconds``, and kill it.

@@ -26,6 +26,7 @@ from container_manager.classification import (
 from container_manager.exceptions import InvalidStateTransition
 from container_manager.models import ContainerJob
 from container_manager.queue.finishing import FinishMixin
+from container_manager.queue.leases import LeaseMixin
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def should_retry(job: ContainerJob, found: Classification) -> bool:
     return True
 
 
-class LaunchMixin(FinishMixin):
+class LaunchMixin(FinishMixin, LeaseMixin):
     """``launch_claimed`` and ``record_launch_failure``; mixed into ``JobQueueManager``."""
 
     def launch_claimed(self, job: ContainerJob) -> LaunchOutcome:
@@ -97,6 +98,8 @@ class LaunchMixin(FinishMixin):
             found = classify_result(
                 result.error or "Launch failed", result.error_code, result.transient
             )
+            if result.is_outcome_unknown:
+                return self.leave_for_rescue(job, found)
             return self.record_launch_failure(job, found)
         try:
             job.mark_as_running(container_id=result.container_id or None)
@@ -112,6 +115,38 @@ class LaunchMixin(FinishMixin):
             extra={"job_id": job.pk, "worker_id": self.worker_id},
         )
         return LaunchOutcome(True)
+
+    def leave_for_rescue(self, job: ContainerJob, found: Classification) -> LaunchOutcome:
+        """Hand a job whose launch may have left a container to the rescue.
+
+        Its lease ends now and its status stays the launch step it was in:
+        the next rescue pass (of any worker) asks the host for the attempt's
+        container once the host answers, and adopts the job if it exists or
+        queues it again, as a new attempt, if it does not. So an engine that
+        cannot be reached costs the job none of its retries, and a container
+        started by a call that timed out is never joined by a second attempt.
+
+        Args:
+            job: The claimed job whose launch failed ambiguously.
+            found: The failure's classification.
+
+        Returns:
+            The outcome: not launched, no retry scheduled.
+        """
+        message = f"{found.code}: {found.message}"
+        moved = self.expire_leases(
+            job.worker_id,
+            [int(job.pk)],
+            last_error=f"Launch outcome unknown ({found.message}); the rescue decides",
+            error_code=found.code,
+        )
+        logger.warning(
+            "Launch of job %s may have left a container (%s); left for the rescue",
+            job.pk,
+            found.code,
+            extra={"job_id": job.pk, "worker_id": self.worker_id},
+        )
+        return LaunchOutcome(False, message if moved else f"{message} (job changed meanwhile)")
 
     def _on_step(self, job: ContainerJob, step: str) -> None:
         self.record_step(job, step)

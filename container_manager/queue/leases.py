@@ -62,7 +62,14 @@ class LeaseMixin(ManagerBase):
             ContainerJob.objects.using(self.using).held_by(worker_id).update(lease_expires_at=until)
         )
 
-    def expire_leases(self, worker_id: str, job_ids: Iterable[int] | None = None) -> int:
+    def expire_leases(
+        self,
+        worker_id: str,
+        job_ids: Iterable[int] | None = None,
+        *,
+        last_error: str = "",
+        error_code: str = "",
+    ) -> int:
         """Expire, now, the leases of jobs held under ``worker_id``.
 
         The next rescue pass of any worker then adopts or requeues them. A
@@ -73,6 +80,8 @@ class LeaseMixin(ManagerBase):
         Args:
             worker_id: The holding worker's id.
             job_ids: Only these jobs; None for every job it holds.
+            last_error: Also store this as the jobs' last error ("" keeps it).
+            error_code: Also store this error code ("" keeps it).
 
         Returns:
             How many leases were expired.
@@ -80,7 +89,13 @@ class LeaseMixin(ManagerBase):
         qs = ContainerJob.objects.using(self.using).held_by(worker_id)
         if job_ids is not None:
             qs = qs.filter(pk__in=list(job_ids))
-        return qs.update(lease_expires_at=timezone.now() - EXPIRED_LEASE_AGE)
+        now = timezone.now()
+        fields: dict[str, Any] = {"lease_expires_at": now - EXPIRED_LEASE_AGE}
+        if last_error:
+            fields.update(last_error=last_error, last_error_at=now)
+        if error_code:
+            fields["error_code"] = error_code
+        return qs.update(**fields)
 
     def hand_over(self, worker_id: str, job_ids: Iterable[int]) -> int:
         """Let another worker adopt running containers now (a stopping worker's last step).
@@ -133,14 +148,39 @@ class LeaseMixin(ManagerBase):
         (keeping its ``attempt``, so the next claim uses ``attempt + 1``, and
         its place in the queue). Used by a worker that stops before launching.
 
+        Only a job whose attempt has no container goes back: the host is asked
+        first. A job with a container (one this worker adopted mid-launch), or
+        whose host does not answer, keeps its status and has its lease expired
+        instead, so that the next worker adopts it or, once the host answers,
+        queues it again.
+
         Args:
             job: The job.
             worker_id: The worker that holds it; nothing happens if another does.
             reason: Why, for the log.
 
         Returns:
-            True when the job was released.
+            True when the job was released to the queue.
         """
+        try:
+            ref = self.containers.find(job)
+        except Exception as exc:
+            logger.warning(
+                "Job %s is left for adoption: its host cannot say whether it has a container (%s)",
+                job.pk,
+                exc,
+                extra={"job_id": job.pk, "worker_id": worker_id},
+            )
+            self.expire_leases(worker_id, [int(job.pk)])
+            return False
+        if ref is not None:
+            logger.info(
+                "Job %s has a container already; left for the next worker to adopt",
+                job.pk,
+                extra={"job_id": job.pk, "worker_id": worker_id},
+            )
+            self.expire_leases(worker_id, [int(job.pk)])
+            return False
         moved = (
             ContainerJob.objects.using(self.using)
             .launching()
@@ -241,7 +281,10 @@ class LeaseMixin(ManagerBase):
             "started_at": None,
             "container_id": "",
             "current_step": "",
-            "last_error": f"Worker {job.worker_id!r} was lost before the container started",
+            "last_error": (
+                f"Attempt {job.attempt} (held by worker {job.worker_id!r}) ended before its "
+                "container was made; queued again"
+            ),
             "last_error_at": now,
             "error_code": "WORKER_LOST",
         }

@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 WAIT_SLICE_SECONDS = 0.5
 #: Progress of one job is written at most this often.
 PROGRESS_MIN_INTERVAL_SECONDS = 0.5
+#: A container's end that could not be recorded (database or engine away) is
+#: tried again after 0.5, 1, 2, 4 ... s, at most every 30 s.
+FINISH_RETRY_FIRST_SECONDS = 0.5
+FINISH_RETRY_MAX_SECONDS = 30.0
 
 
 @dataclass
@@ -47,6 +51,23 @@ class Tracked:
     host_id: int
     last_progress_at: float = 0.0
     is_done: bool = field(default=False)
+    #: Failed attempts to record its end, and when (monotonic) to try again.
+    finish_failures: int = 0
+    retry_finish_at: float = 0.0
+
+    def is_waiting_to_retry(self, now: float) -> bool:
+        """True while a failed record of its end waits for its backoff."""
+        return self.retry_finish_at > now
+
+    def finish_failed(self, now: float) -> float:
+        """Count one failed record of the end; return the backoff before the next try."""
+        self.finish_failures += 1
+        delay = min(
+            FINISH_RETRY_FIRST_SECONDS * 2 ** (self.finish_failures - 1),
+            FINISH_RETRY_MAX_SECONDS,
+        )
+        self.retry_finish_at = now + delay
+        return delay
 
 
 class Follower:
@@ -125,8 +146,14 @@ class Follower:
         return tracked
 
     def _refs_of_host(self, host_id: int) -> list[ContainerRef]:
+        """The host's followed containers, but those whose end waits for a retry."""
+        now = time.monotonic()
         with self._lock:
-            return [t.ref for t in self._tracked.values() if t.host_id == host_id]
+            return [
+                t.ref
+                for t in self._tracked.values()
+                if t.host_id == host_id and not t.is_waiting_to_retry(now)
+            ]
 
     # Threads -------------------------------------------------------------------
 
@@ -166,10 +193,11 @@ class Follower:
     def _follow_host(self, host_id: int) -> None:
         try:
             while not self._stop_event.is_set():
-                with self._lock:
-                    if not any(t.host_id == host_id for t in self._tracked.values()):
+                if not self._refs_of_host(host_id):
+                    # Nothing to wait for (or only ends waiting for a retry).
+                    with self._lock:
                         self._lock.wait(WAIT_SLICE_SECONDS)
-                        continue
+                    continue
                 self.poll_host(host_id, WAIT_SLICE_SECONDS)
                 drop_connection_if_broken()
         finally:
@@ -230,17 +258,25 @@ class Follower:
             tracked = self._tracked.get(status.ref.job_id)
         if tracked is None or tracked.ref.attempt != status.ref.attempt:
             return False
+        if tracked.is_waiting_to_retry(time.monotonic()):
+            return False
         try:
             # The queue also wakes idle workers of every process: the slot is free.
             wrote = self.queue_manager.finish_job(
                 tracked.job, status, worker_id=self.state.worker_id
             )
-        except Exception:
-            # Kept: the end stays on the executor's board and is tried again.
-            logger.exception(
-                "Recording the end of job %s failed",
+        except Exception as exc:
+            # Kept: the end stays on the executor's board and is tried again
+            # after a backoff; the first failure is logged with its trace.
+            delay = tracked.finish_failed(time.monotonic())
+            logger.warning(
+                "Recording the end of job %s failed (%s: %s); trying again in %.1f s",
                 tracked.job.pk,
+                type(exc).__name__,
+                exc,
+                delay,
                 extra={"job_id": tracked.job.pk, "worker_id": self.state.worker_id},
+                exc_info=tracked.finish_failures == 1,
             )
             return False
         self._drop(status.ref.job_id)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 from container_manager import states
 from container_manager.containers import Containers
+from container_manager.exceptions import ExecutorError
 from container_manager.executors.base import ContainerRef
 from container_manager.models import ContainerJob
 from container_manager.queue import JobQueueManager
@@ -127,6 +128,15 @@ class Rescuer:
             try:
                 if self.rescue_job(job, adopt=self._free_slots() > 0):
                     handled += 1
+            except ExecutorError as exc:
+                # The host does not answer: whether a container exists is
+                # unknown, so the job waits for a later pass.
+                logger.warning(
+                    "Job %s waits for its host to answer: %s",
+                    job.pk,
+                    exc,
+                    extra={"job_id": job.pk, "worker_id": state.worker_id},
+                )
             except Exception:
                 logger.exception(
                     "Rescuing job %s failed",
@@ -180,5 +190,5 @@ class Rescuer:
         if not self.queue_manager.requeue_orphan(job):
             return False
         self.state.stats.count("jobs_requeued")
-        self.state.echo(f"Requeued job {job.pk}: its worker was lost before it started")
+        self.state.echo(f"Requeued job {job.pk}: attempt {job.attempt} never made a container")
         return True

@@ -49,6 +49,8 @@ class FakeExecutor(Executor):
         self.output = ("out\n", "err\n")
         self.progress: list[tuple[int, str]] = []
         self.logs_max_bytes: list[int] = []
+        self.logs_fail_next: list[BaseException] = []
+        self.find_fail_next: list[BaseException] = []
 
     def launch(self, spec: LaunchSpec, on_step: StepCallback | None = None) -> ContainerRef:
         with self.lock:
@@ -79,6 +81,8 @@ class FakeExecutor(Executor):
 
     def find(self, job_id: int, attempt: int) -> ContainerRef | None:
         with self.lock:
+            if self.find_fail_next:
+                raise self.find_fail_next.pop(0)
             return self.containers.get((job_id, attempt))
 
     def list_managed(self) -> list[ContainerRef]:
@@ -95,6 +99,8 @@ class FakeExecutor(Executor):
 
     def logs(self, ref: ContainerRef, max_bytes: int) -> Logs:
         self.logs_max_bytes.append(max_bytes)
+        if self.logs_fail_next:
+            raise self.logs_fail_next.pop(0)
         return Logs(stdout=self.output[0][:max_bytes], stderr=self.output[1][:max_bytes])
 
     def kill(self, ref: ContainerRef) -> None:

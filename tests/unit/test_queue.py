@@ -9,6 +9,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from container_manager.containers import LaunchResult
 from container_manager.exceptions import (
     JobAlreadyQueuedError,
     JobNotQueueableError,
@@ -26,15 +27,8 @@ pytestmark = pytest.mark.django_db
 # Shared helpers (the other test_queue_* modules import them) ---------------
 
 
-@dataclass
-class FakeResult:
-    """What Containers.launch returns (container_manager/containers.py)."""
-
-    success: bool
-    error: str = ""
-    error_code: str = ""
-    transient: bool | None = None
-    container_id: str = ""
+#: What the fake container layer answers: the real result type.
+FakeResult = LaunchResult
 
 
 @dataclass
@@ -45,6 +39,7 @@ class FakeContainers:
     launched: list = field(default_factory=list)
     calls: list = field(default_factory=list)
     seen_status: list = field(default_factory=list)
+    found: dict = field(default_factory=dict)
 
     def launch(self, job, on_step=None):
         self.launched.append(job.pk)
@@ -62,6 +57,10 @@ class FakeContainers:
 
     def stop(self, job):
         self.calls.append(("stop", job.pk))
+
+    def find(self, job):
+        self.calls.append(("find", job.pk))
+        return self.found.get(job.pk)
 
 
 def make_host(name="local", **fields):

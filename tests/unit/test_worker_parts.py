@@ -435,3 +435,21 @@ def test_heartbeat_stamps_the_row_and_has_the_queue_renew_the_leases():
     assert row.last_heartbeat_at > before
     assert row.jobs_launched == 1
     assert queue.named("renew_leases") == [("renew_leases", "w-parts", 45)]
+
+
+def test_follower_backs_off_after_a_failed_record_and_does_not_spin(host):
+    queue = RecordingQueue(finish_error=OperationalError("server closed"))
+    containers = RecordingContainers()
+    state, _, _ = make_state()
+    follower = Follower(queue, containers, state)
+    job = fake_job(8, host=host)
+    follower.add(job, ref_of(job))
+
+    assert not follower.finish(ExitStatus(ref_of(job), 0))
+    # Within the backoff: not tried again, and not waited on (no busy loop).
+    assert not follower.finish(ExitStatus(ref_of(job), 0))
+    assert follower.poll_host(host.pk, 0.0) == 0
+
+    assert len(queue.named("finish_job")) == 1
+    assert containers.calls == []
+    assert follower.job_ids() == [8]
