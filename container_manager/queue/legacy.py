@@ -27,6 +27,7 @@ from django.utils import timezone
 from container_manager import states
 from container_manager.conf import DEFAULT_ACQUIRE_TIMEOUT_SECONDS, DEFAULT_MAX_CONCURRENT
 from container_manager.models import ContainerJob
+from container_manager.models.queries import active_q
 from container_manager.queue.claims import ClaimMixin
 from container_manager.queue.launching import LaunchMixin, LaunchOutcome
 from container_manager.queue.queueing import QueueingMixin
@@ -130,7 +131,7 @@ class LegacyMixin(QueueingMixin, LaunchMixin, ClaimMixin):
             raise ValueError(f"timeout must be at least 1 second, not {timeout}")
         held = (
             ContainerJob.objects.using(self.using)
-            .filter(worker_id=self.worker_id, status__in=sorted(states.ACTIVE_STATUSES))
+            .filter(active_q(), worker_id=self.worker_id)
             .count()
         )
         free = max_concurrent - held
