@@ -8,10 +8,16 @@ itself (one list call) for a container seen for the first time and then every
 
 :class:`EventFollower` knows nothing of Docker's SDK: it is given a function
 that opens the stream (``since`` a time, so events missed while
-reconnecting are replayed) and a function to call with each event. When the
-stream breaks (daemon restart, network), it reconnects with a growing pause
-(0.5, 1, 2 ... 30 s) and calls ``on_gap`` so the executor reconciles what
-it may have missed.
+reconnecting are replayed) and a function to call with each event. The first
+stream opens ``since`` the follower started, even when the engine was down
+then, so no death between the start and the first connection goes unseen.
+When the stream breaks (daemon restart, network), it reconnects with a
+growing pause (0.5, 1, 2 ... 30 s) ``since`` the last event seen, and every
+connection calls ``on_gap`` so the executor reconciles what it may have
+missed (an engine restart forgets its events).
+
+The full reconciliation runs on a fixed period, counted from the last full
+one: looking up containers seen for the first time does not push it back.
 """
 
 from __future__ import annotations
@@ -103,9 +109,9 @@ class EventFollower:
 
     def _run(self) -> None:
         backoff = FIRST_BACKOFF_SECONDS
-        since: float | None = None
+        # Whole seconds, and one back: replayed duplicates are harmless, gaps are not.
+        since = float(int(time.time()) - 1)
         while not self._stop.is_set():
-            opened_at = time.time()
             try:
                 stream = self._open_stream(since)
             except Exception as exc:
@@ -120,9 +126,8 @@ class EventFollower:
                 return
             self._connected.set()
             backoff = FIRST_BACKOFF_SECONDS
-            if since is not None:
-                self._on_gap()
-            since = self._consume(stream, opened_at)
+            self._on_gap()
+            since = self._consume(stream, since)
             self._connected.clear()
             with self._lock:
                 self._stream = None
@@ -131,12 +136,16 @@ class EventFollower:
                 logger.warning("%s: events stream ended; reconnecting", self.name)
                 self._stop.wait(backoff)
 
-    def _consume(self, stream: EventStream, opened_at: float) -> float:
-        """Hand on events until the stream ends; return the time to resume from."""
-        since = opened_at
+    def _consume(self, stream: EventStream, since: float) -> float:
+        """Hand on events until the stream ends; return the time to resume from.
+
+        Without any event, that is the time it was opened from: the stream
+        covered nothing more that can be proven.
+        """
+        last_event_at = 0.0
         try:
             for event in stream:
-                since = max(since, float(event.get("time") or since))
+                last_event_at = max(last_event_at, float(event.get("time") or 0))
                 try:
                     self._on_event(event)
                 except Exception:
@@ -145,7 +154,7 @@ class EventFollower:
             if not self._stop.is_set():
                 logger.warning("%s: events stream broke: %s", self.name, exc)
         # Whole seconds, and one back: replayed duplicates are harmless, gaps are not.
-        return float(int(since) - 1)
+        return max(since, float(int(last_event_at) - 1))
 
     @staticmethod
     def _close_quietly(stream: EventStream) -> None:
@@ -183,7 +192,13 @@ class CompletionTracker:
         self._oom_killed: dict[str, float] = {}
         self._deferred: dict[str, ExitStatus] = {}
         self._last_reconcile = 0.0
-        self.follower = EventFollower(open_stream, self.on_event, self.board.wake, name)
+        self._is_gap = False
+        self.follower = EventFollower(open_stream, self.on_event, self.on_gap, name)
+
+    def on_gap(self) -> None:
+        """The stream (re)connected: what ended meanwhile is looked up at the next wait."""
+        self._is_gap = True
+        self.board.wake()
 
     def on_event(self, event: dict[str, Any]) -> None:
         """Handle an ``oom`` or ``die`` event of one of our containers."""
@@ -252,9 +267,17 @@ class CompletionTracker:
             self._oom_killed.pop(container_id, None)
         self.board.forget(container_id)
 
-    def reconcile(self, refs: list[ContainerRef]) -> None:
-        """Post the containers among ``refs`` that ended or vanished; log, never raise."""
-        self._last_reconcile = time.monotonic()
+    def reconcile(self, refs: list[ContainerRef], is_full: bool = True) -> None:
+        """Post the containers among ``refs`` that ended or vanished; log, never raise.
+
+        Args:
+            refs: The containers to look up.
+            is_full: True when ``refs`` are all the awaited ones: the period
+                of the next full reconciliation starts now.
+        """
+        if is_full:
+            self._last_reconcile = time.monotonic()
+            self._is_gap = False
         try:
             states = self._list_states()
             for ref in refs:
@@ -269,6 +292,9 @@ class CompletionTracker:
                         self._seen.add(ref.container_id)
         except Exception as exc:
             logger.warning("%s: reconciliation failed: %s", self.follower.name, exc)
+            if is_full:
+                # Tried again soon, not a whole period later.
+                self._last_reconcile -= max(self._interval - DISCONNECTED_RECONCILE_SECONDS, 0)
 
     def wait(self, refs: list[ContainerRef], timeout_seconds: float) -> list[ExitStatus]:
         """Wait until one of ``refs`` ended, or the timeout passes.
@@ -284,7 +310,7 @@ class CompletionTracker:
             new = [ref for ref in refs if ref.container_id not in self._seen]
         new = [ref for ref in new if self.board.get(ref.container_id) is None]
         if new:
-            self.reconcile(new)
+            self.reconcile(new, is_full=False)
         while True:
             found = self.board.wait(ids, 0)
             now = time.monotonic()
@@ -293,7 +319,7 @@ class CompletionTracker:
             interval = (
                 self._interval if self.follower.is_connected else DISCONNECTED_RECONCILE_SECONDS
             )
-            if now - self._last_reconcile >= interval:
+            if self._is_gap or now - self._last_reconcile >= interval:
                 self.reconcile(refs)
                 continue
             self.board.wait(ids, min(deadline, self._last_reconcile + interval) - now)

@@ -98,14 +98,112 @@ def test_follower_reconnects_from_the_last_event_and_reports_the_gap():
         done.set()
         return FakeStream([])
 
+    started_at = time.time()
     follower = EventFollower(open_stream, seen.append, lambda: gaps.append(1), "test-events")
     follower.ensure_started()
     assert done.wait(10)
     follower.close()
     assert [event["n"] for event in seen] == [1, 2]
-    assert opened[0] is None
+    assert started_at - 2 <= opened[0] <= started_at
     assert opened[1] == later + 4  # one second back: duplicates are harmless, gaps are not
-    assert gaps
+    assert len(gaps) == 2  # each connection is followed by a reconciliation
+
+
+def test_a_stream_first_opened_after_an_outage_replays_from_the_start():
+    """A worker started while the engine was down must still see deaths of that time."""
+    opened, gaps = [], []
+    done = threading.Event()
+
+    def open_stream(since):
+        opened.append(since)
+        if len(opened) < 3:
+            raise ConnectionError("engine down")
+        done.set()
+        return FakeStream([])
+
+    started_at = time.time()
+    follower = EventFollower(open_stream, lambda event: None, lambda: gaps.append(1), "test")
+    follower.ensure_started()
+    assert done.wait(10)
+    follower.close()
+    assert len(opened) >= 3
+    assert all(since is not None and since <= started_at for since in opened)
+    assert gaps, "the first connection after the outage must reconcile"
+
+
+def test_a_stream_without_events_does_not_move_its_resume_time_back():
+    opened = []
+    done = threading.Event()
+
+    def open_stream(since):
+        opened.append(since)
+        if len(opened) == 4:
+            done.set()
+        return FakeStream([])
+
+    follower = EventFollower(open_stream, lambda event: None, lambda: None, "test")
+    follower.ensure_started()
+    assert done.wait(20)
+    follower.close()
+    assert len(set(opened[:4])) == 1
+
+
+class CountingEngine:
+    """Answers list calls with every container running, and counts them."""
+
+    def __init__(self):
+        self.lists: list[float] = []
+
+    def list_states(self):
+        self.lists.append(time.monotonic())
+        return {f"c{i}": "running" for i in range(1000)}
+
+
+def test_new_containers_do_not_push_the_full_reconciliation_back():
+    """A steady flow of launches must not postpone the periodic look at all containers."""
+    engine = CountingEngine()
+    tracker = CompletionTracker(
+        open_stream=lambda since: FakeStream([]),
+        list_states=engine.list_states,
+        inspect=lambda cid: {},
+        reconcile_interval_seconds=0.6,
+        name="test",
+    )
+    tracker.follower._connected.set()  # as if the stream were open
+    tracker.follower._thread = threading.current_thread()  # and already followed
+    refs = [ContainerRef(i, 1, f"c{i}") for i in range(1000)]
+    tracker.reconcile(refs[:1])  # the full look at the start
+    started = time.monotonic()
+    full_looks_at = []
+    for i in range(1, 12):
+        # Each wait brings one container seen for the first time, as launches do.
+        before = len(engine.lists)
+        tracker.wait(refs[: i + 1], 0.1)
+        if len(engine.lists) - before > 1:
+            full_looks_at.append(engine.lists[-1] - started)
+    assert full_looks_at, "the full reconciliation never ran under a flow of new containers"
+    assert full_looks_at[0] < 0.6 + 0.3
+
+
+def test_a_reconnection_reconciles_at_the_next_wait_not_a_period_later():
+    engine = CountingEngine()
+    tracker = CompletionTracker(
+        open_stream=lambda since: FakeStream([]),
+        list_states=engine.list_states,
+        inspect=lambda cid: {},
+        reconcile_interval_seconds=3600,
+        name="test",
+    )
+    tracker.follower._connected.set()
+    tracker.follower._thread = threading.current_thread()
+    refs = [ContainerRef(1, 1, "c1")]
+    tracker.wait(refs, 0)  # seen for the first time: looked up once
+    looked = len(engine.lists)
+    tracker.wait(refs, 0.05)
+    assert len(engine.lists) == looked, "no look before the period without a gap"
+    tracker.on_gap()
+    tracker.wait(refs, 0.05)
+    assert len(engine.lists) == looked + 1
 
 
 def test_tracker_posts_a_die_event_with_the_inspected_state():
