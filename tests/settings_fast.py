@@ -17,7 +17,7 @@ from demo.settings import CONTAINER_MANAGER as _DEMO_CONTAINER_MANAGER
 CONTAINER_MANAGER = {
     **_DEMO_CONTAINER_MANAGER,
     "LEASE_SECONDS": int(os.environ.get("CM_TEST_LEASE_SECONDS", "3")),
-    "HEARTBEAT_SECONDS": 1,
+    "HEARTBEAT_SECONDS": int(os.environ.get("CM_TEST_HEARTBEAT_SECONDS", "1")),
     "CONTAINER_RETENTION": os.environ.get("CM_TEST_RETENTION", "keep"),
 }
 if os.environ.get("CM_TEST_RUN_LABEL"):

@@ -173,7 +173,11 @@ class FinishMixin(ManagerBase):
 
         The timeout is written before the kill: the other way round, the
         worker following the container could record the killed container's
-        end (exit 137) as a failure first.
+        end (exit 137) as a failure first. The output is not read here: the
+        killed container's end, recorded by :meth:`finish_job` like any
+        other, stores it with the exit code (137 on every executor) and
+        applies ``CONTAINER_RETENTION``, so an engine that cannot be read at
+        this moment loses nothing.
 
         Args:
             job: The running job.
@@ -189,19 +193,13 @@ class FinishMixin(ManagerBase):
             job.mark_as_timeout()
         except InvalidStateTransition:
             return False
-        self.containers.kill(job, ref)
-        logs = self.containers.collect_logs(job, ref)
-        ContainerJob.objects.using(self.using).filter(
-            pk=job.pk, status=JobStatus.TIMEOUT, attempt=ref.attempt
-        ).update(stdout=logs.stdout, stderr=logs.stderr)
         logger.warning(
-            "Job %s timed out after %s s and was killed",
+            "Job %s timed out after %s s; killing it",
             job.pk,
             job.timeout_seconds,
-            extra={"job_id": job.pk, "worker_id": job.worker_id},
+            extra={"job_id": job.pk},
         )
-        self.containers.apply_retention(job, ref, is_success=False)
-        announce_work(job.queue, using=self.using)
+        self.containers.kill(job, ref)
         return True
 
 

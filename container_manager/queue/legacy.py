@@ -35,6 +35,9 @@ from container_manager.states import JobStatus
 
 logger = logging.getLogger(__name__)
 
+#: How long ``process_job`` waits for the container it killed on timeout to end.
+LEGACY_KILL_WAIT_SECONDS = 10.0
+
 
 @dataclass(frozen=True)
 class ProcessResult:
@@ -164,7 +167,9 @@ class LegacyMixin(QueueingMixin, LaunchMixin, ClaimMixin):
         A pending job is queued and launched now. A running job whose
         container ended gets finished; one past its timeout is killed and
         marked ``timeout``; one whose container is gone is failed. Jobs in
-        other statuses are reported as they are.
+        other statuses are reported as they are. A job whose lease another
+        worker holds (a ``--queue-mode`` worker follows it) is left alone:
+        only that worker records its end.
 
         Args:
             job: The job.
@@ -184,6 +189,8 @@ class LegacyMixin(QueueingMixin, LaunchMixin, ClaimMixin):
         if job.status != JobStatus.RUNNING:
             detail = "nothing to do" if job.status in states.TERMINAL_STATUSES else "not running"
             return ProcessResult(True, status=job.status, detail=detail)
+        if self._is_held_elsewhere(job):
+            return ProcessResult(True, status=job.status, detail=f"held by worker {job.worker_id}")
         ref = self.containers.current_ref(job)
         if ref is None:
             job.mark_as_failed(
@@ -197,9 +204,26 @@ class LegacyMixin(QueueingMixin, LaunchMixin, ClaimMixin):
             return ProcessResult(True, status=job.status, detail="finished")
         if job.is_past_timeout(timezone.now()):
             self.timeout_job(job, ref)
+            # The killed container's end brings the output, as for any end.
+            ended = self.containers.wait_finished(job.host, [ref], LEGACY_KILL_WAIT_SECONDS)
             job.refresh_from_db()
+            if ended:
+                self.finish_job(job, ended[0])
             return ProcessResult(True, status=job.status, detail="timed out")
         return ProcessResult(True, status=job.status, detail="still running")
+
+    def _is_held_elsewhere(self, job: ContainerJob) -> bool:
+        """True when another worker's live lease covers the job (read fresh from the row)."""
+        row = (
+            ContainerJob.objects.using(self.using)
+            .filter(pk=job.pk)
+            .values("worker_id", "lease_expires_at")
+            .first()
+        )
+        if row is None or not row["worker_id"] or row["worker_id"] == self.worker_id:
+            return False
+        expires = row["lease_expires_at"]
+        return expires is not None and expires > timezone.now()
 
     def _launch_pending(self, job: ContainerJob) -> ProcessResult:
         """Queue a pending job and launch it now, as the command did before queues."""

@@ -4,9 +4,13 @@ The follower keeps the jobs a worker holds whose container runs. One thread
 per host asks the container layer which of them ended
 (``Containers.wait_finished``, which the Docker executor answers from one
 events stream per host, not one poll per container) and has the queue record
-each end (``JobQueueManager.finish_job``). Timeouts are enforced from the
-worker's maintenance pass (:meth:`Follower.sync`), which also drops jobs the
-worker no longer holds (cancelled, taken over). Progress lines a container
+each end (``JobQueueManager.finish_job``). The same thread enforces
+timeouts, within ``WAIT_SLICE_SECONDS`` of the deadline: the queue records
+``timeout`` and kills the container (``JobQueueManager.timeout_job``), and
+the job stays followed until its container's end brings the output, like a
+cancelled one. The worker's maintenance pass (:meth:`Follower.sync`) drops
+jobs the worker no longer holds (taken over) and kills the containers of
+jobs cancelled elsewhere. Progress lines a container
 prints are recorded by the queue (``record_progress``), at most every
 ``PROGRESS_MIN_INTERVAL_SECONDS``. The follower writes nothing itself.
 """
@@ -54,6 +58,10 @@ class Tracked:
     #: Failed attempts to record its end, and when (monotonic) to try again.
     finish_failures: int = 0
     retry_finish_at: float = 0.0
+    #: True once its timeout is recorded: it stays followed for its output.
+    is_timed_out: bool = False
+    #: When (monotonic) its deadline may be looked at again (paused, or a failed try).
+    next_deadline_check: float = 0.0
 
     def is_waiting_to_retry(self, now: float) -> bool:
         """True while a failed record of its end waits for its backoff."""
@@ -199,6 +207,7 @@ class Follower:
                         self._lock.wait(WAIT_SLICE_SECONDS)
                     continue
                 self.poll_host(host_id, WAIT_SLICE_SECONDS)
+                self.enforce_deadlines(host_id)
                 drop_connection_if_broken()
         finally:
             connection.close()
@@ -287,6 +296,30 @@ class Follower:
             )
         return True
 
+    # Timeouts ---------------------------------------------------------------------
+
+    def enforce_deadlines(self, host_id: int | None = None) -> int:
+        """Time out the followed jobs (of one host, or all) whose deadline passed.
+
+        The deadline is read from the job as followed (no query); the row is
+        read only for a job past it, to see that it still runs (not paused,
+        cancelled or taken over) before the queue times it out.
+
+        Returns:
+            How many jobs were timed out.
+        """
+        now, at = timezone.now(), time.monotonic()
+        with self._lock:
+            due = [
+                t
+                for t in self._tracked.values()
+                if (host_id is None or t.host_id == host_id)
+                and not t.is_timed_out
+                and t.next_deadline_check <= at
+                and has_run_past_timeout(t.job.started_at, t.job.timeout_seconds, now)
+            ]
+        return sum(1 for tracked in due if self._enforce_timeout(tracked))
+
     # Maintenance ------------------------------------------------------------------
 
     def sync(self) -> None:
@@ -310,7 +343,7 @@ class Follower:
             row = rows.get(job_id)
             if (
                 row is not None
-                and row["status"] == JobStatus.CANCELLED
+                and row["status"] in (JobStatus.CANCELLED, JobStatus.TIMEOUT)
                 and row["attempt"] == tracked.ref.attempt
             ):
                 self._stop_cancelled(tracked)
@@ -329,7 +362,7 @@ class Follower:
                 self._enforce_timeout(tracked)
 
     def _stop_cancelled(self, tracked: Tracked) -> None:
-        """Kill the container of a job cancelled elsewhere (the admin may not reach the host).
+        """Kill the container of a job cancelled or timed out (the admin may not reach the host).
 
         The job stays followed: its container's end is recorded by
         :meth:`finish` like any other, which keeps the output and applies the
@@ -344,20 +377,38 @@ class Follower:
                 extra={"job_id": tracked.ref.job_id, "worker_id": self.state.worker_id},
             )
 
-    def _enforce_timeout(self, tracked: Tracked) -> None:
+    def _enforce_timeout(self, tracked: Tracked) -> bool:
+        """Have the queue time the job out if it still runs this attempt past its limit.
+
+        The job stays followed: the end of its killed container brings its
+        output (:meth:`finish`). A kill that failed is tried again by the
+        next maintenance pass (:meth:`sync` kills timed-out jobs' containers).
+        """
         job = tracked.job
         try:
             job.refresh_from_db()
-            self.queue_manager.timeout_job(job, tracked.ref)
+            if (
+                job.status != JobStatus.RUNNING
+                or job.attempt != tracked.ref.attempt
+                or not has_run_past_timeout(job.started_at, job.timeout_seconds, timezone.now())
+            ):
+                # Paused, cancelled, taken over, or started later than we knew:
+                # sync() sorts those out; look again in a second.
+                tracked.next_deadline_check = time.monotonic() + 1.0
+                return False
+            wrote = self.queue_manager.timeout_job(job, tracked.ref)
         except Exception:
+            tracked.next_deadline_check = time.monotonic() + 1.0
             logger.exception(
                 "Enforcing the timeout of job %s failed",
                 job.pk,
                 extra={"job_id": job.pk, "worker_id": self.state.worker_id},
             )
-            return
-        self._drop(int(job.pk))
-        self.state.echo(f"Job {job.pk} timed out after {job.timeout_seconds} s")
+            return False
+        tracked.is_timed_out = True
+        if wrote:
+            self.state.echo(f"Job {job.pk} timed out after {job.timeout_seconds} s")
+        return wrote
 
     # Progress --------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from container_manager.exceptions import ExecutorError
 from container_manager.executors.base import ExitStatus
 from container_manager.models import ContainerJob
 from container_manager.queue import queue_manager
@@ -98,7 +99,25 @@ def test_timeout_kills_and_records_the_timeout(fake_host, fake_executor):
     job.refresh_from_db()
     assert (job.status, job.error_code) == (JobStatus.TIMEOUT, "SYSTEM_TIMEOUT")
     assert fake_executor.killed == [ref.container_id]
-    assert job.stdout == "out\n"
+    assert fake_executor.removed == [], "the container stays until its end brings the output"
+
+
+def test_a_timed_out_job_gets_its_output_from_its_end_even_after_an_outage(
+    fake_host, fake_executor
+):
+    job, ref = running_job(fake_host, fake_executor)
+    assert queue_manager.timeout_job(job, ref)
+    fake_executor.logs_fail_next.append(ExecutorError("engine unreachable", transient=True))
+
+    with pytest.raises(ExecutorError):
+        queue_manager.finish_job(ContainerJob.objects.get(pk=job.pk), ExitStatus(ref, 137))
+    assert fake_executor.removed == []
+    queue_manager.finish_job(ContainerJob.objects.get(pk=job.pk), ExitStatus(ref, 137))
+
+    stored = ContainerJob.objects.get(pk=job.pk)
+    assert (stored.status, stored.exit_code, stored.stdout) == (JobStatus.TIMEOUT, 137, "out\n")
+    assert stored.error_code == "SYSTEM_TIMEOUT"
+    assert fake_executor.removed == [ref.container_id]
 
 
 def test_timeout_is_recorded_before_the_kill_so_the_end_cannot_win_as_a_failure(

@@ -51,6 +51,40 @@ def test_process_job_times_out_a_job_past_its_timeout(fake_host, fake_executor):
 
     assert (result.success, result.status) == (True, JobStatus.TIMEOUT)
     assert fake_executor.killed == [ref.container_id]
+    stored = ContainerJob.objects.get(pk=job.pk)
+    assert (stored.exit_code, stored.stdout) == (137, "out\n")
+
+
+def test_process_job_leaves_a_job_whose_lease_a_live_worker_holds(fake_host, fake_executor):
+    job, ref = running_job(fake_host, fake_executor)
+    ContainerJob.objects.filter(pk=job.pk).update(
+        worker_id="queue-worker", lease_expires_at=timezone.now() + timedelta(seconds=60)
+    )
+    fake_executor.end(ref, 1)
+    job.refresh_from_db()
+
+    result = queue_manager.process_job(job)
+
+    assert (result.success, result.detail) == (True, "held by worker queue-worker")
+    stored = ContainerJob.objects.get(pk=job.pk)
+    assert (stored.status, stored.exit_code, stored.worker_id) == (
+        JobStatus.RUNNING,
+        None,
+        "queue-worker",
+    )
+
+
+def test_process_job_finishes_a_job_whose_lease_expired(fake_host, fake_executor):
+    job, ref = running_job(fake_host, fake_executor)
+    ContainerJob.objects.filter(pk=job.pk).update(
+        worker_id="gone-worker", lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    fake_executor.end(ref, 0)
+    job.refresh_from_db()
+
+    result = queue_manager.process_job(job)
+
+    assert (result.detail, result.status) == ("finished", JobStatus.COMPLETED)
 
 
 def test_process_job_fails_a_running_job_whose_container_is_gone(fake_host, fake_executor):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -40,6 +40,8 @@ class RecordingQueue:
     finish_error: Exception | None = None
     calls: list = field(default_factory=list)
     progress_seen: threading.Event = field(default_factory=threading.Event)
+    timed_out: threading.Event = field(default_factory=threading.Event)
+    timed_out_at: datetime | None = None
 
     def claim_jobs(self, worker_id, limit, queues=None, lease_seconds=None, **kwargs):
         self.calls.append(("claim_jobs", worker_id, limit, queues, lease_seconds))
@@ -65,6 +67,8 @@ class RecordingQueue:
 
     def timeout_job(self, job, ref):
         self.calls.append(("timeout_job", job.pk, ref.attempt))
+        self.timed_out_at = timezone.now()
+        self.timed_out.set()
         return True
 
     def record_progress(self, ref, percent, step):
@@ -142,6 +146,7 @@ def fake_job(pk, attempt=1, status=JobStatus.VALIDATING, queue="default", host=N
         host=host,
         host_id=None if host is None else host.pk,
         timeout_seconds=60,
+        started_at=None,
     )
 
 
@@ -305,7 +310,30 @@ def test_follower_sync_has_the_queue_time_out_a_job_past_its_limit(host):
     follower.sync()
 
     assert queue.named("timeout_job") == [("timeout_job", row.pk, 1)]
+    assert follower.job_ids() == [row.pk], "followed on until its end brings the output"
+    containers.ended = [ExitStatus(ContainerRef(row.pk, 1, "c"), 137)]
+    follower.poll_all()
+    assert queue.named("finish_job")[-1][1] == row.pk
     assert follower.job_ids() == []
+
+
+def test_follower_times_a_job_out_within_a_second_of_its_deadline(host):
+    """The deadline is kept by the following thread, not by the slower maintenance pass."""
+    queue, containers = RecordingQueue(), RecordingContainers()
+    state, _, _ = make_state()
+    row = fake_job(9, status=JobStatus.RUNNING, host=host)
+    row.timeout_seconds, row.started_at = 1, timezone.now()
+    row.refresh_from_db = lambda: None
+    follower = Follower(queue, containers, state)
+    follower.add(row, ContainerRef(row.pk, 1, "c"))
+    follower.start()
+    try:
+        deadline = row.started_at + timedelta(seconds=1)
+        assert queue.timed_out.wait(5)
+        late = (queue.timed_out_at - deadline).total_seconds()
+        assert 0 <= late < 1.0
+    finally:
+        follower.stop()
 
 
 def test_follower_has_the_queue_record_progress(host):
