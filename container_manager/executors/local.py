@@ -1,49 +1,89 @@
 """Runs jobs as processes of this machine: for development and machines without Docker.
 
-Each attempt is a subprocess in its own session (process group), so cancel,
-timeout and pause act on the whole tree it starts. Its stdout and stderr go
-to files in a private directory, never to pipes: nothing blocks however much
-it prints, and :meth:`LocalProcessExecutor.logs` reads back at most the cap.
+Each attempt's command runs in its own session (process group), under a
+small supervisor (:mod:`container_manager.executors.process_supervisor`), so
+cancel, timeout and pause act on the whole tree it starts. Its stdout and
+stderr go to files in a private directory, never to pipes: nothing blocks
+however much it prints, and :meth:`LocalProcessExecutor.logs` reads back at
+most the cap.
+
+What a user can rely on (Linux; see "Elsewhere" below):
+
+- **A process dies with its worker.** The supervisor gets ``SIGTERM`` from
+  the kernel when the worker dies, however it dies (``SIGKILL`` included),
+  and kills the command's whole process group with ``SIGKILL``. When the
+  command's main process ends, what it left running in its group is killed
+  too (as Docker does when a container's main process exits). No process of
+  an attempt runs past its timeout plus :data:`DEADLINE_GRACE_SECONDS`, even
+  without a worker: the supervisor kills it then.
+- **A new attempt starts only once the previous one is known gone.** Every
+  process of an attempt carries ``CONTAINER_MANAGER_JOB_ID``,
+  ``CONTAINER_MANAGER_ATTEMPT`` and ``CONTAINER_MANAGER_NAME`` (the
+  attempt's container name, ``cm-job-42-a1``) in its environment, set by the
+  executor over any job variable of the same name. :meth:`find` looks the
+  attempt up among all processes of this machine (``/proc/*/environ``, and
+  the process groups of what it finds), not only among this executor's, and
+  :meth:`launch` refuses to start an attempt that already runs here. A
+  process another worker process started cannot be followed (it is not our
+  child: its exit code is not ours to read); :meth:`can_follow` says so, and
+  the rescuer kills such a process's groups (:meth:`kill` works on them),
+  waits until :meth:`find` no longer sees it, and only then queues the job
+  again.
+- **One machine.** Processes are seen on the machine (PID namespace) of the
+  worker that started them only. A rescuer on another machine cannot see
+  them, so it does not requeue their job until the attempt's deadline
+  (lease expiry + timeout + grace) has passed (see ``worker/rescuer.py``).
+
+Elsewhere than Linux there is no parent-death signal and no ``/proc``: the
+supervisor polls its parent every 0.2 s instead (a process still dies with
+its worker, within that delay), and :meth:`find` knows only the processes of
+this executor.
 
 What differs from Docker, on purpose or by nature:
 
 - ``spec.image`` is ignored: the command runs on this machine's programs.
 - The environment is the job's own plus ``PATH`` from the worker's, so
-  commands resolve; nothing else of the worker's environment leaks in.
+  commands resolve, plus the three variables above; nothing else of the
+  worker's environment leaks in.
 - ``memory_limit_mb`` becomes ``RLIMIT_AS`` (address space), which is
   approximate: allocation fails inside the program (usually a non-zero exit)
   instead of an OOM kill, so ``is_oom_killed`` is never set. CPU limits,
   network and user are not applied.
-- A process cannot be adopted by another worker: :meth:`find` only knows
-  the processes this executor started, in this Python process. A worker that
-  dies leaves its processes running but unfindable, and the rescuer requeues
-  their jobs. Closing the executor (worker shutdown) kills what still runs.
+- A process that leaves its process group and drops the variables (``setsid
+  env -i ...``) escapes both the group kill and :meth:`find`.
+- Closing the executor (worker shutdown) kills what still runs.
 - Without a working directory, the process runs in its private directory,
   which :meth:`remove` deletes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import resource
+import queue
+import selectors
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from container_manager.exceptions import (
     ContainerNotFoundError,
     ExecutorError,
     InvalidLaunchSpecError,
 )
+from container_manager.executors import process_supervisor
 from container_manager.executors.base import (
     ContainerRef,
     Executor,
@@ -54,6 +94,7 @@ from container_manager.executors.base import (
     Progress,
     ProgressCallback,
     StepCallback,
+    container_name,
 )
 from container_manager.executors.completion import CompletionBoard
 from container_manager.logcap import LineSplitter, read_capped_file
@@ -67,25 +108,187 @@ logger = logging.getLogger(__name__)
 TAIL_INTERVAL_SECONDS = 0.1
 #: How long remove() waits for a killed process to be reaped.
 REAP_TIMEOUT_SECONDS = 5.0
-STDOUT_FILE = "stdout.log"
+#: How long a launch waits for the supervisor to say the command runs.
+HANDSHAKE_TIMEOUT_SECONDS = 30.0
+#: A supervisor kills its command this long after the job's timeout, should
+#: no worker have done it: the bound on how long any process of an attempt runs.
+DEADLINE_GRACE_SECONDS = 10
+STDOUT_FILE = process_supervisor.STDOUT_FILE
 STDERR_FILE = "stderr.log"
+#: The variables every process of an attempt carries: its labels.
+JOB_VARIABLE = "CONTAINER_MANAGER_JOB_ID"
+ATTEMPT_VARIABLE = "CONTAINER_MANAGER_ATTEMPT"
+NAME_VARIABLE = "CONTAINER_MANAGER_NAME"
+SUPERVISOR_VARIABLE = process_supervisor.SUPERVISOR_VARIABLE
+SUPERVISOR_SCRIPT = str(Path(process_supervisor.__file__).resolve())
+PROC = Path("/proc")
+#: Can processes of this machine be looked up (Linux's /proc)?
+HAS_PROC = sys.platform.startswith("linux") and (PROC / "self" / "environ").exists()
+
+
+def machine_name() -> str:
+    """The name of this machine, as the ``Worker`` rows record it (``hostname``).
+
+    Local processes are seen only from the machine that runs them; workers
+    that share a hostname must share a process table (PID namespace).
+    """
+    return socket.gethostname()
+
+
+@dataclass(frozen=True)
+class MachineProcess:
+    """A live process of this machine that belongs to one attempt."""
+
+    pid: int
+    pgid: int
+    #: The attempt's output directory, for the supervisor; "" for the command's processes.
+    supervisor_of: str = ""
+
+
+def _stat(pid: str) -> tuple[str, int] | None:
+    """The state letter and process group of a process, None if it is gone."""
+    try:
+        with open(PROC / pid / "stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    return fields[0].decode(), int(fields[2])
+
+
+def _labels(pid: str) -> dict[bytes, bytes]:
+    """The attempt variables in a process's environment; empty if none or unreadable."""
+    try:
+        with open(PROC / pid / "environ", "rb") as environ:
+            data = environ.read()
+    except OSError:
+        return {}
+    if NAME_VARIABLE.encode() not in data:
+        return {}
+    found: dict[bytes, bytes] = {}
+    for entry in data.split(b"\0"):
+        key, _, value = entry.partition(b"=")
+        if key in (NAME_VARIABLE.encode(), SUPERVISOR_VARIABLE.encode()):
+            found[key] = value
+    return found
+
+
+def attempt_processes(name: str) -> list[MachineProcess]:
+    """Every live process of this machine that belongs to the attempt named ``name``.
+
+    A process belongs to it when its environment carries ``NAME_VARIABLE`` =
+    ``name``, or when it is in the process group of one that does (a child
+    that cleared its environment). Zombies do not count: they run nothing.
+    Processes of other users, whose environment cannot be read, are not
+    seen. Empty where there is no ``/proc``.
+    """
+    if not HAS_PROC:
+        return []
+    wanted = name.encode()
+    labelled: list[MachineProcess] = []
+    others: list[tuple[int, int]] = []
+    try:
+        entries = os.listdir(PROC)
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        stat = _stat(entry)
+        if stat is None or stat[0] in ("Z", "X", "x"):
+            continue
+        labels = _labels(entry)
+        if labels.get(NAME_VARIABLE.encode()) == wanted:
+            directory = labels.get(SUPERVISOR_VARIABLE.encode(), b"").decode(errors="replace")
+            labelled.append(MachineProcess(int(entry), stat[1], directory))
+        else:
+            others.append((int(entry), stat[1]))
+    groups = {process.pgid for process in labelled if not process.supervisor_of}
+    return labelled + [MachineProcess(pid, pgid) for pid, pgid in others if pgid in groups]
+
+
+def _ref_of(job_id: int, attempt: int, processes: list[MachineProcess]) -> ContainerRef:
+    """The reference of an attempt found among the machine's processes."""
+    commands = [p for p in processes if not p.supervisor_of]
+    leaders = [p.pid for p in commands if p.pid == p.pgid]
+    pid = leaders[0] if leaders else (commands[0].pgid if commands else processes[0].pid)
+    directory = next((Path(p.supervisor_of).name for p in processes if p.supervisor_of), "")
+    return ContainerRef(job_id, attempt, f"pid-{pid}-{directory}")
+
+
+class _Spawner:
+    """Starts every supervisor from one thread that lives as long as the process.
+
+    The kernel sends the parent-death signal when the *thread* that forked a
+    process ends; a supervisor forked from a launch thread that later ends
+    would kill a live job. This thread never ends (it is a daemon thread: it
+    goes with the process, which is when the supervisors must act).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: queue.SimpleQueue[tuple[list[str], dict[str, Any], Future[Any]]]
+        self._requests = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def popen(self, args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        """``subprocess.Popen(args, **kwargs)``, forked from the spawner thread."""
+        if threading.current_thread() is self._thread:
+            return subprocess.Popen(args, **kwargs)
+        future: Future[subprocess.Popen[bytes]] = Future()
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                # First use, or a forked child of the worker: start a thread of its own.
+                self._requests = queue.SimpleQueue()
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._requests,), name="cm-local-spawner", daemon=True
+                )
+                self._thread.start()
+            self._requests.put((args, kwargs, future))
+        return future.result()
+
+    @staticmethod
+    def _run(requests: queue.SimpleQueue[tuple[list[str], dict[str, Any], Future[Any]]]) -> None:
+        while True:
+            args, kwargs, future = requests.get()
+            try:
+                future.set_result(subprocess.Popen(args, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
+_spawner = _Spawner()
 
 
 @dataclass
 class _Process:
     ref: ContainerRef
+    #: The supervisor: this executor's child, whose exit status is the command's.
     popen: subprocess.Popen[bytes]
+    #: The command's process group (its leader's pid).
+    pgid: int
     directory: Path
     ended: threading.Event = field(default_factory=threading.Event)
 
 
-def _memory_limiter(limit_mb: int) -> Callable[[], None]:
-    limit = limit_mb * 1024 * 1024
-
-    def limit_memory() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    return limit_memory
+def _read_handshake(popen: subprocess.Popen[bytes], timeout_seconds: float) -> str:
+    """The supervisor's one line: ``ok <pid>`` or ``error <kind> <message>``; "" if none."""
+    assert popen.stdout is not None
+    data = b""
+    deadline = time.monotonic() + timeout_seconds
+    with selectors.DefaultSelector() as selector:
+        selector.register(popen.stdout, selectors.EVENT_READ)
+        while b"\n" not in data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                raise TimeoutError
+            chunk = os.read(popen.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            data += chunk
+    popen.stdout.close()
+    return data.decode("utf-8", "replace").partition("\n")[0]
 
 
 class LocalProcessExecutor(Executor):
@@ -112,24 +315,33 @@ class LocalProcessExecutor(Executor):
         Raises:
             InvalidLaunchSpecError: No command, a command or working directory
                 that does not exist, or a non-positive memory limit.
-            ExecutorError: The process could not be started for another reason.
+            ExecutorError: The attempt already runs on this machine, started
+                by another worker process (it cannot be followed from here;
+                the rescue kills it), or the process could not be started.
         """
         key = (spec.job_id, spec.attempt)
         with self._lock:
             existing = self._by_attempt.get(key)
             if existing is not None:
                 return existing.ref
+            elsewhere = attempt_processes(spec.name)
+            if elsewhere:
+                raise ExecutorError(
+                    f"Attempt {spec.attempt} of job {spec.job_id} already runs on this machine "
+                    f"(pids {sorted(p.pid for p in elsewhere)}), started by another worker process",
+                    transient=True,
+                )
             process = self._start(spec)
             self._by_attempt[key] = process
             self._by_id[process.ref.container_id] = process
         threading.Thread(
-            target=self._reap, args=(process,), name=f"cm-local-{process.popen.pid}", daemon=True
+            target=self._reap, args=(process,), name=f"cm-local-{process.pgid}", daemon=True
         ).start()
         logger.info(
             "Started job %s attempt %s as pid %s",
             spec.job_id,
             spec.attempt,
-            process.popen.pid,
+            process.pgid,
             extra={"job_id": spec.job_id},
         )
         return process.ref
@@ -145,35 +357,74 @@ class LocalProcessExecutor(Executor):
             raise ExecutorError(f"Cannot create an output directory: {exc}") from exc
         environment = dict(spec.environment)
         environment.setdefault("PATH", os.environ.get("PATH", os.defpath))
-        limiter = _memory_limiter(spec.memory_limit_mb) if spec.memory_limit_mb else None
+        environment.update(
+            {
+                JOB_VARIABLE: str(spec.job_id),
+                ATTEMPT_VARIABLE: str(spec.attempt),
+                NAME_VARIABLE: spec.name,
+                SUPERVISOR_VARIABLE: str(directory),
+            }
+        )
+        memory_limit = (spec.memory_limit_mb or 0) * 1024 * 1024
+        deadline = spec.timeout_seconds + DEADLINE_GRACE_SECONDS if spec.timeout_seconds else 0
+        arguments = [
+            sys.executable,
+            "-I",
+            "-S",
+            SUPERVISOR_SCRIPT,
+            str(os.getpid()),
+            str(memory_limit),
+            str(deadline),
+            spec.working_directory or str(directory),
+            "--",
+            *spec.command,
+        ]
         try:
-            with (
-                open(directory / STDOUT_FILE, "wb") as stdout,
-                open(directory / STDERR_FILE, "wb") as stderr,
-            ):
-                popen = subprocess.Popen(
-                    list(spec.command),
+            (directory / STDOUT_FILE).touch()
+            with open(directory / STDERR_FILE, "wb") as stderr:
+                popen = _spawner.popen(
+                    arguments,
                     stdin=subprocess.DEVNULL,
-                    stdout=stdout,
+                    stdout=subprocess.PIPE,
                     stderr=stderr,
-                    cwd=spec.working_directory or directory,
+                    cwd=directory,
                     env=environment,
                     start_new_session=True,
-                    # Only setrlimit runs between fork and exec: no lock is taken there.
-                    preexec_fn=limiter,
                 )
-        except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise InvalidLaunchSpecError(f"Cannot run {spec.command[0]!r}: {exc}") from exc
         except OSError as exc:
             shutil.rmtree(directory, ignore_errors=True)
             raise ExecutorError(f"Cannot start process: {exc}") from exc
-        ref = ContainerRef(spec.job_id, spec.attempt, f"pid-{popen.pid}-{directory.name}")
-        return _Process(ref=ref, popen=popen, directory=directory)
+        try:
+            answer = _read_handshake(popen, HANDSHAKE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            # The supervisor kills whatever it started when told to stop.
+            popen.terminate()
+            popen.wait()
+            shutil.rmtree(directory, ignore_errors=True)
+            raise ExecutorError(
+                f"The process of job {spec.job_id} did not start within "
+                f"{HANDSHAKE_TIMEOUT_SECONDS} s",
+                transient=True,
+            ) from None
+        kind, _, detail = answer.partition(" ")
+        if kind != "ok":
+            popen.wait()
+            output = read_capped_file(directory / STDERR_FILE, 2000).text.strip()
+            shutil.rmtree(directory, ignore_errors=True)
+            reason, _, message = detail.partition(" ")
+            if reason == "invalid":
+                raise InvalidLaunchSpecError(f"Cannot run {spec.command[0]!r}: {message}")
+            raise ExecutorError(
+                f"Cannot start process: {message or output or 'its supervisor ended'}"
+            )
+        pgid = int(detail)
+        ref = ContainerRef(spec.job_id, spec.attempt, f"pid-{pgid}-{directory.name}")
+        return _Process(ref=ref, popen=popen, pgid=pgid, directory=directory)
 
     def _reap(self, process: _Process) -> None:
+        # The supervisor exits once the command's group is gone, with its exit
+        # code (a signal death as 128 + signal, like Docker: SIGKILL is 137).
         code = process.popen.wait()
-        # A signal death is reported like Docker does: 128 + signal (SIGKILL: 137).
         exit_code = 128 - code if code < 0 else code
         process.ended.set()
         self._board.post(
@@ -188,13 +439,35 @@ class LocalProcessExecutor(Executor):
         return process
 
     def find(self, job_id: int, attempt: int) -> ContainerRef | None:
-        """Return the process of this attempt if this executor started it, else None."""
+        """Return the process of this attempt if it exists on this machine, else None.
+
+        This executor's own processes are answered from memory, ended or
+        not. Others (started by another worker process of this machine) are
+        looked up in ``/proc`` by the attempt's variables and count only
+        while one of them is alive; :meth:`can_follow` is False for them.
+        """
         with self._lock:
             process = self._by_attempt.get((job_id, attempt))
-        return process.ref if process else None
+        if process is not None:
+            return process.ref
+        found = attempt_processes(container_name(job_id, attempt))
+        return _ref_of(job_id, attempt, found) if found else None
+
+    def can_follow(self, ref: ContainerRef) -> bool:
+        """Tell whether this executor started ``ref`` and so can report its end.
+
+        A process of another worker process (found by :meth:`find`) is not
+        our child: its exit code cannot be read, only its absence seen.
+        """
+        with self._lock:
+            return ref.container_id in self._by_id
 
     def list_managed(self) -> list[ContainerRef]:
-        """Return the processes this executor started and has not removed."""
+        """Return the processes this executor started and has not removed.
+
+        Processes of other worker processes are not listed (they are not
+        ours to remove); :meth:`find` sees them.
+        """
         with self._lock:
             return [process.ref for process in self._by_attempt.values()]
 
@@ -241,22 +514,46 @@ class LocalProcessExecutor(Executor):
         return root / Path(name).name if name else root / "missing"
 
     def _signal(self, process: _Process, signum: int) -> bool:
-        # Only while the leader is unreaped: after that its pid could be reused.
+        # Only while the supervisor is unreaped: it reaps the leader last, so
+        # until then the group's id cannot have been reused.
         if process.popen.returncode is not None or process.ended.is_set():
             return False
         try:
-            os.killpg(process.popen.pid, signum)
+            os.killpg(process.pgid, signum)
         except ProcessLookupError:
             return False
         return True
 
     def kill(self, ref: ContainerRef) -> None:
-        """Kill the whole process group with SIGKILL. No error if it already ended."""
+        """Kill the whole process group with SIGKILL. No error if it already ended.
+
+        A process of another worker process of this machine is killed too:
+        every process group of the attempt (found again by its variables,
+        never by the pid in ``ref`` alone), its supervisor's included.
+        """
         try:
             process = self._get(ref)
         except ContainerNotFoundError:
+            self._kill_elsewhere(ref)
             return
         self._signal(process, signal.SIGKILL)
+
+    def _kill_elsewhere(self, ref: ContainerRef) -> None:
+        found = attempt_processes(container_name(ref.job_id, ref.attempt))
+        for pgid in sorted({p.pgid for p in found}):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        for process in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(process.pid, signal.SIGKILL)
+        if found:
+            logger.warning(
+                "Killed the processes %s of job %s attempt %s, started by another worker process",
+                sorted(p.pid for p in found),
+                ref.job_id,
+                ref.attempt,
+                extra={"job_id": ref.job_id},
+            )
 
     def pause(self, ref: ContainerRef) -> None:
         """Stop the process group with SIGSTOP.
@@ -331,6 +628,6 @@ class LocalProcessExecutor(Executor):
                 logger.warning(
                     "Killed job %s (pid %s) on executor shutdown",
                     process.ref.job_id,
-                    process.popen.pid,
+                    process.pgid,
                     extra={"job_id": process.ref.job_id},
                 )

@@ -256,23 +256,41 @@ class LeaseMixin(ManagerBase):
             job.worker_id, job.lease_expires_at = worker_id, until
         return bool(moved)
 
-    def requeue_orphan(self, job: ContainerJob) -> bool:
-        """Put an expired job whose container never existed back in the queue.
+    def requeue_orphan(
+        self,
+        job: ContainerJob,
+        *,
+        what_happened: str = "",
+        lost_worker: str = "",
+        held_by: str = "",
+    ) -> bool:
+        """Put an expired job whose container or process is gone back in the queue.
 
         The job keeps its ``attempt`` (the next claim uses ``attempt + 1``, so
         a late container of the lost attempt can never be confused with the
         new one) and its ``retry_count``: a worker that died is not the job's
-        failure, so it costs the job none of its retries. ``last_error`` and
-        ``error_code`` (``WORKER_LOST``) record what happened.
+        failure, so it costs the job none of its retries. ``last_error`` says
+        what became of the lost attempt, and ``error_code`` is ``WORKER_LOST``.
 
         Args:
             job: An expired job, as loaded by :meth:`expired_jobs` (guarded on
-                its ``worker_id`` and ``lease_expires_at``).
+                its ``worker_id`` and ``lease_expires_at``), or one that
+                ``held_by`` took over to end its process first.
+            what_happened: What became of the attempt, for ``last_error``
+                ("ended before its container was made" when not given: a
+                container of the attempt was looked for and not found).
+            lost_worker: The worker that lost the attempt, when ``job`` has
+                been taken over since; ``job.worker_id`` otherwise.
+            held_by: The worker that took the job over (:meth:`take_over`) to
+                kill the attempt's process before queueing it again; the
+                update is then guarded on that holder and the attempt.
 
         Returns:
             True when the job was requeued; False when someone else got to it first.
         """
         now = timezone.now()
+        lost = lost_worker or job.worker_id
+        happened = what_happened or "ended before its container was made"
         fields: dict[str, Any] = {
             "status": JobStatus.QUEUED,
             "worker_id": "",
@@ -282,19 +300,27 @@ class LeaseMixin(ManagerBase):
             "container_id": "",
             "current_step": "",
             "last_error": (
-                f"Attempt {job.attempt} (held by worker {job.worker_id!r}) ended before its "
-                "container was made; queued again"
+                f"Attempt {job.attempt} (held by worker {lost!r}) {happened}; queued again"
             ),
             "last_error_at": now,
             "error_code": "WORKER_LOST",
         }
-        moved = self._still_expired(job, now).update(**fields)
+        rows: QuerySet[ContainerJob]
+        if held_by:
+            rows = ContainerJob.objects.using(self.using).filter(
+                pk=job.pk, status=job.status, worker_id=held_by, attempt=job.attempt
+            )
+        else:
+            rows = self._still_expired(job, now)
+        moved = rows.update(**fields)
         if moved:
             logger.warning(
-                "Requeued job %s lost by worker %r",
+                "Requeued job %s lost by worker %r: attempt %s %s",
                 job.pk,
-                job.worker_id,
-                extra={"job_id": job.pk, "worker_id": job.worker_id},
+                lost,
+                job.attempt,
+                happened,
+                extra={"job_id": job.pk, "worker_id": lost},
             )
             announce_work(job.queue, using=self.using)
             job.refresh_from_db()

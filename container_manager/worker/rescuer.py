@@ -18,18 +18,47 @@ any other worker may rescue the job:
 
 A worker that restarts under the same id first expires the leases of the
 jobs its previous life held, so it rescues them at once instead of waiting.
+
+Local processes (``process`` hosts) die with their worker (see
+``executors/local.py``), and a new attempt starts only once the lost one is
+known gone:
+
+- **Found, and started by this worker process**: adopted as above.
+- **Found, started by another worker process of this machine** (its worker
+  is dead and the process not yet, or the worker lives but lost its lease):
+  it is not our child and cannot be followed. The rescuer takes the job
+  over (so the old holder can no longer record anything), kills every
+  process group of the attempt, waits until ``/proc`` shows none of its
+  processes (at most :data:`KILL_WAIT_SECONDS`; else it lets the lease
+  expire again and a later pass retries), and only then queues the job again.
+- **Not found, and the attempt ran on this machine** (the holder's
+  ``Worker`` row names this hostname): no process of it runs, so the job is
+  queued again.
+- **Not found, and the attempt ran on another machine** (or on one nobody
+  knows): its processes cannot be seen from here. The job is queued again
+  only once the attempt's deadline has passed (lease expiry + timeout +
+  ``local.DEADLINE_GRACE_SECONDS``), when its supervisor has killed it
+  wherever it ran; until then a worker of that machine rescues it first.
+
+Each requeue's ``last_error`` says which of these happened.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
+
+from django.utils import timezone
 
 from container_manager import states
 from container_manager.containers import Containers
 from container_manager.exceptions import ExecutorError
-from container_manager.executors.base import ContainerRef
-from container_manager.models import ContainerJob
+from container_manager.executors import local
+from container_manager.executors.base import ContainerRef, Executor
+from container_manager.models import ContainerJob, ExecutorType, Worker
 from container_manager.queue import JobQueueManager
 from container_manager.states import JobStatus
 from container_manager.worker.state import WorkerState
@@ -39,6 +68,23 @@ logger = logging.getLogger(__name__)
 #: Expired jobs looked at per rescue pass, beyond the free slots (some are
 #: requeued, which takes no slot).
 EXTRA_CANDIDATES = 10
+#: How long a rescue waits for a killed local process of a lost attempt to be gone.
+KILL_WAIT_SECONDS = 5.0
+#: How often it looks, meanwhile.
+KILL_POLL_SECONDS = 0.05
+
+
+def _pid_in(container_id: str) -> str:
+    """The pid in a local process's id (``pid-<pid>-<directory>``), or ""."""
+    kind, _, rest = container_id.partition("-")
+    pid = rest.partition("-")[0]
+    return pid if kind == "pid" and pid.isdigit() else ""
+
+
+def _can_follow(executor: Executor, ref: ContainerRef) -> bool:
+    """Can this worker process follow ``ref`` to its end (False for another's local process)?"""
+    can_follow = getattr(executor, "can_follow", None)
+    return True if can_follow is None else bool(can_follow(ref))
 
 
 class Rescuer:
@@ -72,6 +118,8 @@ class Rescuer:
         self._known_job_ids = known_job_ids
         self._relaunch = relaunch
         self._follow_job = follow
+        #: Jobs of other machines already said to wait for their deadline (logged once).
+        self._waiting_elsewhere: set[int] = set()
 
     def expire_own_leases(self) -> int:
         """Expire the leases of jobs held under this worker id by an earlier process.
@@ -160,7 +208,14 @@ class Rescuer:
         # Errors reaching the engine propagate: the job is left for a later
         # pass, since a container we cannot see may still exist.
         ref = self.containers.find(job)
-        if ref is None:
+        is_local = getattr(job.host, "executor_type", None) == ExecutorType.PROCESS
+        if is_local:
+            if ref is None:
+                return self._requeue_local(job)
+            executor = self.containers.executor_for(job)
+            if not _can_follow(executor, ref):
+                return self._kill_then_requeue(job, executor, ref)
+        elif ref is None:
             return self._requeue(job)
         if not adopt:
             return False
@@ -191,4 +246,85 @@ class Rescuer:
             return False
         self.state.stats.count("jobs_requeued")
         self.state.echo(f"Requeued job {job.pk}: attempt {job.attempt} never made a container")
+        return True
+
+    # Local processes ---------------------------------------------------------
+
+    def _requeue_local(self, job: ContainerJob) -> bool:
+        """Requeue a local-process job none of whose processes runs here, when that suffices."""
+        attempt, lost = job.attempt, job.worker_id
+        machine = Worker.objects.filter(worker_id=lost).values_list("hostname", flat=True).first()
+        pid = _pid_in(job.container_id)
+        if machine == local.machine_name():
+            if pid:
+                happened = (
+                    f"lost its worker; its process (pid {pid}) no longer runs on "
+                    f"{machine!r} (it ended, or died with its worker)"
+                )
+            else:
+                happened = (
+                    f"lost its worker before its process was recorded; no process of "
+                    f"attempt {attempt} runs on {machine!r}"
+                )
+        else:
+            # Its processes cannot be seen from here: wait until none can run anywhere.
+            deadline = (job.lease_expires_at or timezone.now()) + timedelta(
+                seconds=job.timeout_seconds + local.DEADLINE_GRACE_SECONDS
+            )
+            where = f"machine {machine!r}" if machine else "a machine no worker row names"
+            if timezone.now() < deadline:
+                if int(job.pk) not in self._waiting_elsewhere:
+                    self._waiting_elsewhere.add(int(job.pk))
+                    logger.warning(
+                        "Job %s ran its local process on %s, not here: it is queued again "
+                        "by a worker there, or from here after %s",
+                        job.pk,
+                        where,
+                        deadline.isoformat(),
+                        extra={"job_id": job.pk, "worker_id": self.state.worker_id},
+                    )
+                return False
+            happened = (
+                f"lost its worker on {where}; any process of it there was killed at its "
+                f"deadline (timeout + {local.DEADLINE_GRACE_SECONDS} s), which has passed"
+            )
+        self._waiting_elsewhere.discard(int(job.pk))
+        if not self.queue_manager.requeue_orphan(job, what_happened=happened):
+            return False
+        self.state.stats.count("jobs_requeued")
+        self.state.echo(f"Requeued job {job.pk}: attempt {attempt} {happened}")
+        return True
+
+    def _kill_then_requeue(self, job: ContainerJob, executor: Executor, ref: ContainerRef) -> bool:
+        """End a lost attempt's process that another worker process started, then requeue."""
+        state, lost, attempt = self.state, job.worker_id, job.attempt
+        if not self.queue_manager.take_over(job, state.worker_id, state.lease_seconds):
+            return False
+        pid = _pid_in(ref.container_id) or "?"
+        executor.kill(ref)
+        deadline = time.monotonic() + KILL_WAIT_SECONDS
+        pause = threading.Event()
+        while executor.find(int(job.pk), int(attempt)) is not None:
+            if time.monotonic() > deadline:
+                message = (
+                    f"Attempt {attempt} (held by worker {lost!r}): its process (pid {pid}) "
+                    f"was killed but still runs after {KILL_WAIT_SECONDS} s; waiting for it"
+                )
+                logger.warning(message, extra={"job_id": job.pk, "worker_id": state.worker_id})
+                self.queue_manager.expire_leases(
+                    state.worker_id, [int(job.pk)], last_error=message, error_code="WORKER_LOST"
+                )
+                return False
+            pause.wait(KILL_POLL_SECONDS)
+        happened = (
+            f"lost its worker while its process (pid {pid}) still ran on "
+            f"{local.machine_name()!r}; the process was killed, and was gone before the job "
+            "was queued again"
+        )
+        if not self.queue_manager.requeue_orphan(
+            job, what_happened=happened, lost_worker=lost, held_by=state.worker_id
+        ):
+            return False
+        state.stats.count("jobs_requeued")
+        state.echo(f"Requeued job {job.pk}: attempt {attempt} {happened}")
         return True

@@ -58,6 +58,9 @@ INTERNAL_MODULES = {
     "container_manager.executors.completion": "executor internals",
     "container_manager.executors.docker_events": "Docker executor internals",
     "container_manager.executors.docker_streams": "Docker executor internals",
+    "container_manager.executors.process_supervisor": (
+        "the local executor's per-attempt supervisor script; described with the executor"
+    ),
     "container_manager.logcap": "log capture helpers of the executors",
     "container_manager.management": "package marker",
     "container_manager.management.commands": "package marker",

@@ -112,13 +112,16 @@ def test_image_is_ignored(local_executor, make_spec):
     assert wait_one(local_executor, ref).exit_code == 0
 
 
-def test_processes_of_another_executor_are_not_found(local_host, make_spec, tmp_path):
+def test_processes_of_another_executor_are_found_but_not_followed(local_host, make_spec):
     first = LocalProcessExecutor(local_host)
     second = LocalProcessExecutor(local_host)
     try:
         spec = make_spec("sleep 300")
         ref = first.launch(spec)
-        assert second.find(spec.job_id, spec.attempt) is None
+        found = second.find(spec.job_id, spec.attempt)
+        assert found == ref
+        assert first.can_follow(ref)
+        assert not second.can_follow(found)
         statuses = second.wait_finished([ref], 5)
         assert [(s.exit_code, s.error) for s in statuses] == [
             (None, "process unknown to this worker")

@@ -1,0 +1,175 @@
+"""The supervisor of one local-process attempt: the job's command dies with its worker.
+
+:class:`~container_manager.executors.local.LocalProcessExecutor` does not
+start a job's command itself. It starts this script (``python -I -S
+process_supervisor.py ...``, standard library only, nothing of Django), which
+starts the command in a session and process group of its own and waits for
+it. The supervisor guarantees three things:
+
+- **The command dies with its worker.** On Linux the supervisor asks the
+  kernel for ``SIGTERM`` when its parent dies (``prctl(PR_SET_PDEATHSIG)``),
+  then checks that its parent is still the worker (the worker may have died
+  before the request was made). Elsewhere it polls its parent id every
+  0.2 s. Either way, when the worker is gone the supervisor kills the
+  command's whole process group with ``SIGKILL`` (the parent-death signal
+  alone would only reach one process, not what the command started). The
+  command's leader also gets ``SIGKILL`` as its own parent-death signal, in
+  case the supervisor itself is killed.
+- **Nothing of the attempt outlives its end.** When the command's leader
+  exits, whatever it left running in its process group is killed, as Docker
+  kills a container's processes when its main process exits.
+- **No attempt runs past its deadline.** With ``deadline`` seconds (the job's
+  timeout plus a grace), the group is killed then, even if no worker is left
+  to enforce the timeout.
+
+The kernel delivers the parent-death signal when the *thread* that forked
+the supervisor ends, not the worker process, so the executor forks every
+supervisor from one long-lived thread (``local._Spawner``).
+
+Protocol: ``process_supervisor.py <parent pid> <memory limit bytes or 0>
+<deadline seconds or 0> <working directory> -- <command...>``, run with the
+job's environment plus ``CONTAINER_MANAGER_SUPERVISOR`` (the attempt's output
+directory; removed from what the command sees). It appends the command's
+stdout to ``<output directory>/stdout.log``; the command's stderr is the
+supervisor's own. Once the command runs it writes ``ok <pid>`` on its stdout
+(a pipe to the worker) and closes it, or ``error <kind> <message>`` when the
+command could not start (kind ``invalid`` for a missing program or working
+directory, ``oserror`` otherwise). It exits with the command's exit code, or
+128 + N when the command died of signal N.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType
+
+#: Environment variable that carries the output directory to the supervisor only.
+SUPERVISOR_VARIABLE = "CONTAINER_MANAGER_SUPERVISOR"
+#: prctl option number (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+#: How often the parent is polled where the kernel cannot signal its death.
+PARENT_POLL_SECONDS = 0.2
+STDOUT_FILE = "stdout.log"
+
+
+def set_parent_death_signal(signum: int) -> bool:
+    """Ask the kernel to send ``signum`` to this process when its parent thread ends.
+
+    Returns:
+        False where this is not available (not Linux, or no libc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+class Supervisor:
+    """Start the command, report its pid, wait for it, kill its group when needed."""
+
+    def __init__(self, parent_pid: int) -> None:
+        self.parent_pid = parent_pid
+        self.pgid = 0
+        self.is_killing = False
+
+    def kill_group(self, signum: int = signal.SIGKILL) -> None:
+        self.is_killing = True
+        if self.pgid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pgid, signum)
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # The worker died (parent-death signal), the deadline passed, or
+        # someone asked the supervisor to stop: the whole group goes.
+        self.kill_group()
+
+    def watch_parent(self) -> None:
+        while os.getppid() == self.parent_pid:
+            time.sleep(PARENT_POLL_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _child_setup(memory_limit: int) -> None:
+    # Runs in the command's process between fork and exec: no lock is taken here.
+    if memory_limit:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    set_parent_death_signal(signal.SIGKILL)
+
+
+def _report(line: str) -> None:
+    os.write(1, line.encode("utf-8", "replace") + b"\n")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
+def _exit_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def main(argv: list[str]) -> int:
+    parent_pid, memory_limit, deadline, cwd = int(argv[1]), int(argv[2]), int(argv[3]), argv[4]
+    command = argv[6:]
+    supervisor = Supervisor(parent_pid)
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
+        signal.signal(signum, supervisor.on_signal)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if set_parent_death_signal(signal.SIGTERM):
+        if os.getppid() != parent_pid:
+            # The worker died before the kernel could be told: start nothing.
+            return 1
+    else:
+        threading.Thread(target=supervisor.watch_parent, daemon=True).start()
+    environment = dict(os.environ)
+    directory = environment.pop(SUPERVISOR_VARIABLE, "")
+    try:
+        with open(os.path.join(directory, STDOUT_FILE), "ab") as stdout:
+            child = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=2,
+                cwd=cwd,
+                env=environment,
+                start_new_session=True,
+                preexec_fn=lambda: _child_setup(memory_limit),
+            )
+    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        _report(f"error invalid {exc}")
+        return 127
+    except OSError as exc:
+        _report(f"error oserror {exc}")
+        return 126
+    supervisor.pgid = child.pid
+    if supervisor.is_killing:
+        # Told to stop while the command was starting.
+        supervisor.kill_group()
+    if deadline:
+        signal.alarm(deadline)
+    _report(f"ok {child.pid}")
+    # Wait for the leader without reaping it: while it is a zombie its pid
+    # (the group's id) cannot be reused, so the rest of the group can be
+    # killed safely before the leader is reaped.
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+    _, status = os.waitpid(child.pid, 0)
+    return _exit_code(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
