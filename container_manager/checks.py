@@ -55,6 +55,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         errors.append(
             _error(f"CONTAINER_MANAGER['CONTAINER_RETENTION'] must be one of {_RETENTION}.")
         )
+    if not isinstance(user.get("SQLITE_TUNING", True), bool):
+        errors.append(_error("CONTAINER_MANAGER['SQLITE_TUNING'] must be True or False."))
     errors.extend(_check_queues(user.get("QUEUES", {})))
     errors.extend(_check_containers(user))
     return errors

@@ -55,6 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFY_CHANNEL": "container_manager_jobs",
     # Bytes of stdout and of stderr kept per job; the rest is cut with a marker.
     "LOG_MAX_BYTES": 1024 * 1024,
+    # On SQLite: wait for the write lock, begin transactions IMMEDIATE, and use
+    # write-ahead logging, unless DATABASES' OPTIONS say otherwise (container_manager.sqlite).
+    "SQLITE_TUNING": True,
     # What happens to a finished container: "remove", "keep", or "keep_failed".
     "CONTAINER_RETENTION": "remove",
     # Extra labels put on every container, e.g. {"com.example.team": "reports"}.

@@ -63,12 +63,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # One test database per test run, so that runs in parallel (two checkouts,
     # two terminals) never drop each other's database.
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Wait for the write lock instead of failing at once when the worker and
-    # the web process write together.
-    # Transactions take the write lock when they begin (IMMEDIATE), so two
-    # processes never deadlock upgrading a read lock.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
+# On SQLite, container_manager itself makes the worker and the web process
+# wait for each other instead of failing (container_manager.sqlite).
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True

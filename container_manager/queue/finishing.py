@@ -220,7 +220,15 @@ def _final_fields(job: ContainerJob, exit_status: ExitStatus, logs: Logs) -> dic
         "lease_expires_at": None,
     }
     if code == 0 and not exit_status.is_oom_killed:
-        fields.update(status=JobStatus.COMPLETED, progress=100)
+        # An error of an earlier attempt (a lost worker, a failed launch) is
+        # not this job's outcome: a completed job carries none.
+        fields.update(
+            status=JobStatus.COMPLETED,
+            progress=100,
+            error_code="",
+            last_error="",
+            last_error_at=None,
+        )
         return fields
     error_code = OOM_KILLED if exit_status.is_oom_killed else EXIT_NONZERO
     message = exit_status.error or (

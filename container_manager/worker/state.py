@@ -76,6 +76,10 @@ class WorkerState:
         self._stop_event.set()
         self.wake()
 
+    def sleep(self, seconds: float) -> bool:
+        """Wait up to ``seconds``, less if a stop is requested; True when stopping."""
+        return self._stop_event.wait(seconds)
+
     def wake(self) -> None:
         """Wake the main loop: a slot came free, or something changed."""
         if self._wake is not None:

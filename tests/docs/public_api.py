@@ -45,6 +45,7 @@ PUBLIC_MODULES = (
 #: Modules that are not public API, with the reason.
 INTERNAL_MODULES = {
     "container_manager.worker.db": "connection handling inside the worker's threads",
+    "container_manager.sqlite": "connection tuning, on by itself; documented as SQLITE_TUNING",
     "container_manager.admin.actions": "admin callbacks; documented as admin actions",
     "container_manager.admin.display": "admin callbacks",
     "container_manager.admin.filters": "admin callbacks; documented as admin filters",
@@ -81,11 +82,13 @@ INTERNAL_MODULES = {
     "container_manager.queue.control": "methods of JobQueueManager",
     "container_manager.queue.launching": "methods of JobQueueManager; LaunchOutcome re-exported",
     "container_manager.queue.leases": "methods of JobQueueManager",
+    "container_manager.queue.hosts": "methods of JobQueueManager",
     "container_manager.queue.manager": "re-exported by container_manager.queue",
     "container_manager.queue.reporting": "methods of JobQueueManager",
     "container_manager.worker.claimer": "worker internals",
     "container_manager.worker.follower": "worker internals",
     "container_manager.worker.heartbeat": "worker internals; WorkerIdInUseError re-exported",
+    "container_manager.worker.hosts": "worker internals",
     "container_manager.worker.loop": "re-exported by container_manager.worker",
     "container_manager.worker.rescuer": "worker internals",
     "container_manager.worker.state": "worker internals; WorkerStats re-exported",

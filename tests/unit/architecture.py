@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "environment",
             "logcap",
             "checks",
+            "sqlite",
         ),
     ),
 )

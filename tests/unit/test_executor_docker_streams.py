@@ -197,7 +197,7 @@ def test_a_reconnection_reconciles_at_the_next_wait_not_a_period_later():
     tracker.follower._connected.set()
     tracker.follower._thread = threading.current_thread()
     refs = [ContainerRef(1, 1, "c1")]
-    tracker.wait(refs, 0)  # seen for the first time: looked up once
+    tracker.reconcile(refs)  # the full look at the start
     looked = len(engine.lists)
     tracker.wait(refs, 0.05)
     assert len(engine.lists) == looked, "no look before the period without a gap"

@@ -138,3 +138,17 @@ def test_timeout_is_recorded_before_the_kill_so_the_end_cannot_win_as_a_failure(
     assert seen == [JobStatus.TIMEOUT]
     stored = ContainerJob.objects.get(pk=job.pk)
     assert (stored.status, stored.exit_code) == (JobStatus.TIMEOUT, 137)
+
+
+def test_a_completed_job_does_not_keep_the_error_of_an_earlier_attempt(fake_host, fake_executor):
+    job, ref = running_job(fake_host, fake_executor)
+    ContainerJob.objects.filter(pk=job.pk).update(
+        error_code="WORKER_LOST", last_error="Attempt 0 was lost with its worker"
+    )
+    job.refresh_from_db()
+
+    assert queue_manager.finish_job(job, ExitStatus(ref, 0))
+
+    stored = ContainerJob.objects.get(pk=job.pk)
+    assert (stored.status, stored.error_code, stored.last_error) == (JobStatus.COMPLETED, "", "")
+    assert stored.last_error_at is None
