@@ -307,6 +307,7 @@ class LocalProcessExecutor(Executor):
         self._lock = threading.Lock()
         self._by_attempt: dict[tuple[int, int], _Process] = {}
         self._by_id: dict[str, _Process] = {}
+        self._starting: dict[tuple[int, int], threading.Lock] = {}
         self._board = CompletionBoard()
 
     def launch(self, spec: LaunchSpec, on_step: StepCallback | None = None) -> ContainerRef:
@@ -324,16 +325,17 @@ class LocalProcessExecutor(Executor):
             existing = self._by_attempt.get(key)
             if existing is not None:
                 return existing.ref
-            elsewhere = attempt_processes(spec.name)
-            if elsewhere:
-                raise ExecutorError(
-                    f"Attempt {spec.attempt} of job {spec.job_id} already runs on this machine "
-                    f"(pids {sorted(p.pid for p in elsewhere)}), started by another worker process",
-                    transient=True,
-                )
-            process = self._start(spec)
-            self._by_attempt[key] = process
-            self._by_id[process.ref.container_id] = process
+            # One start per attempt at a time; other attempts start meanwhile.
+            starting = self._starting.setdefault(key, threading.Lock())
+        with starting:
+            with self._lock:
+                existing = self._by_attempt.get(key)
+            if existing is not None:
+                return existing.ref
+            process = self._start_once(spec)
+            with self._lock:
+                # Registered: later launches of the attempt find it without the lock.
+                self._starting.pop(key, None)
         threading.Thread(
             target=self._reap, args=(process,), name=f"cm-local-{process.pgid}", daemon=True
         ).start()
@@ -345,6 +347,20 @@ class LocalProcessExecutor(Executor):
             extra={"job_id": spec.job_id},
         )
         return process.ref
+
+    def _start_once(self, spec: LaunchSpec) -> _Process:
+        elsewhere = attempt_processes(spec.name)
+        if elsewhere:
+            raise ExecutorError(
+                f"Attempt {spec.attempt} of job {spec.job_id} already runs on this machine "
+                f"(pids {sorted(p.pid for p in elsewhere)}), started by another worker process",
+                transient=True,
+            )
+        process = self._start(spec)
+        with self._lock:
+            self._by_attempt[(spec.job_id, spec.attempt)] = process
+            self._by_id[process.ref.container_id] = process
+        return process
 
     def _start(self, spec: LaunchSpec) -> _Process:
         if not spec.command:

@@ -210,3 +210,18 @@ def test_the_attempt_dies_with_a_sigkilled_worker_process(make_spec, tmp_path):
             doomed.wait(10)
         if doomed.stdout is not None:
             doomed.stdout.close()
+
+
+def test_launches_of_one_attempt_at_once_start_one_process(local_executor, make_spec):
+    spec = make_spec("sleep 300")
+    refs = []
+    threads = [
+        threading.Thread(target=lambda: refs.append(local_executor.launch(spec))) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(set(refs)) == 1
+    assert len(refs) == 4
+    assert len([p for p in attempt_processes(spec.name) if p.supervisor_of]) == 1
