@@ -7,7 +7,9 @@ this order, most reliable first:
 
 1. hooks registered with :func:`register_classifier` (an executor may add one);
 2. our own :class:`~container_manager.exceptions.ExecutorError` subclasses,
-   which carry ``code`` and ``transient``;
+   which carry ``code`` and ``transient``, and
+   :class:`~container_manager.exceptions.ConfigurationError` (permanent,
+   ``CONFIGURATION_ERROR``);
 3. the docker SDK's exceptions (``ImageNotFound``, ``NotFound``, ``APIError``
    with its HTTP status code, ``DockerException``), recognised by module and
    class name: ``import docker`` may only appear in ``executors/docker.py``,
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from container_manager.exceptions import ExecutorError
+from container_manager.exceptions import ConfigurationError, ExecutorError
 
 Category = Literal["transient", "permanent", "unknown"]
 TRANSIENT: Category = "transient"
@@ -217,6 +219,22 @@ CATALOGUE: dict[str, ErrorCode] = _codes(
         "No active executor host can take the job",
         "Create or resume an executor host, or raise max_concurrent_jobs.",
         True,
+    ),
+    E(
+        "HOST_UNAVAILABLE",
+        "The job's host did not answer (its engine is down or restarting)",
+        "Nothing to do if the engine is restarting: the host is marked unhealthy, "
+        "checked again with backoff, and the job waits for it without spending a retry. "
+        "If it lasts, check that the engine runs and that the host's connection string "
+        "is right.",
+        True,
+    ),
+    E(
+        "CONFIGURATION_ERROR",
+        "The job's host or the CONTAINER_MANAGER settings are configured wrongly",
+        "Fix what last_error names (the host's executor_type or executor_config, or the "
+        "setting), then retry the job; it failed at once, since no attempt can succeed.",
+        False,
     ),
     E(
         "WORKER_LOST",
@@ -462,7 +480,14 @@ def classify(exc: BaseException) -> Classification:
         found = hook(exc)
         if found is not None:
             return found
-    for rule in (_by_executor_error, _by_docker_type, _by_requests_type, _by_builtin_type):
+    rules = (
+        _by_executor_error,
+        _by_configuration_error,
+        _by_docker_type,
+        _by_requests_type,
+        _by_builtin_type,
+    )
+    for rule in rules:
         found = rule(exc, message)
         if found is not None:
             return found
@@ -489,6 +514,14 @@ def _by_executor_error(exc: BaseException, message: str) -> Classification | Non
         if found.category != UNKNOWN:
             return found
     return Classification(category, exc.code, message)
+
+
+def _by_configuration_error(exc: BaseException, message: str) -> Classification | None:
+    # Invalid configuration (an unknown executor_type, a bad executor_config)
+    # fails every attempt alike: permanent, never retried.
+    if isinstance(exc, ConfigurationError):
+        return Classification(PERMANENT, "CONFIGURATION_ERROR", message)
+    return None
 
 
 def _docker_api_status(exc: BaseException) -> int | None:

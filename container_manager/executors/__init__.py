@@ -14,6 +14,12 @@ Backends are chosen by ``host.executor_type``: ``"docker"``
 ``"process"`` (:class:`~container_manager.executors.local.LocalProcessExecutor`).
 Another backend is added with :func:`register_executor`. The Docker SDK is
 only imported when a Docker host is first used.
+
+Two questions the queue asks before it routes a job to a host, without
+building its executor: :func:`can_load` (is there an executor for this
+``executor_type`` at all: a 1.0.x row may still say ``mock`` or
+``cloudrun``) and :func:`runs_images` (does it run the job's image, or, like
+``process``, the command on the worker's machine).
 """
 
 from __future__ import annotations
@@ -38,26 +44,39 @@ BUILTIN_EXECUTORS: dict[str, str] = {
     "process": "container_manager.executors.local:LocalProcessExecutor",
 }
 
+#: Built-in backends that run the command on the worker's machine and ignore images.
+IMAGELESS_EXECUTORS: frozenset[str] = frozenset({"process"})
+
 _lock = threading.Lock()
 _classes: dict[str, type[Executor] | str] = dict(BUILTIN_EXECUTORS)
+_runs_images: dict[str, bool] = {name: name not in IMAGELESS_EXECUTORS for name in _classes}
 _cache: dict[object, tuple[str, Executor]] = {}
 
 __all__ = [
     "BUILTIN_EXECUTORS",
+    "IMAGELESS_EXECUTORS",
+    "can_load",
     "close_executors",
     "executor_class",
     "get_executor",
     "register_executor",
+    "runs_images",
 ]
 
 
-def register_executor(executor_type: str, cls: type[Executor] | str) -> None:
+def register_executor(
+    executor_type: str, cls: type[Executor] | str, *, runs_images: bool | None = None
+) -> None:
     """Make ``executor_type`` hosts use ``cls``.
 
     Args:
         executor_type: The value of ``ExecutorHost.executor_type``.
         cls: An :class:`Executor` subclass, or its dotted path as
             ``"package.module:Class"`` to import it on first use.
+        runs_images: True when the backend runs the job's image (jobs without
+            a host may be routed to it), False when it ignores images (it
+            takes only jobs pinned to its hosts); None keeps what was known
+            of ``executor_type`` (True for a new name).
 
     Raises:
         TypeError: When ``cls`` is a class but not an Executor.
@@ -66,6 +85,10 @@ def register_executor(executor_type: str, cls: type[Executor] | str) -> None:
         raise TypeError(f"{cls!r} is not an Executor subclass")
     with _lock:
         _classes[executor_type] = cls
+        if runs_images is not None:
+            _runs_images[executor_type] = runs_images
+        else:
+            _runs_images.setdefault(executor_type, True)
         stale = [key for key, (_, ex) in _cache.items() if ex.host.executor_type == executor_type]
         retired = [_cache.pop(key)[1] for key in stale]
     for executor in retired:
@@ -98,6 +121,37 @@ def executor_class(executor_type: str) -> type[Executor]:
             _classes[executor_type] = loaded
         return loaded
     return entry
+
+
+def can_load(executor_type: str) -> bool:
+    """Tell whether hosts of ``executor_type`` have an executor (registered and importable).
+
+    Args:
+        executor_type: The value of ``ExecutorHost.executor_type``.
+
+    Returns:
+        False for a name nothing is registered under (a 1.0.x ``mock``,
+        ``cloudrun`` or ``fargate`` row) or whose module cannot be imported.
+    """
+    try:
+        executor_class(executor_type)
+    except (ConfigurationError, ImportError, AttributeError):
+        return False
+    return True
+
+
+def runs_images(executor_type: str) -> bool:
+    """Tell whether hosts of ``executor_type`` run the job's image.
+
+    Args:
+        executor_type: The value of ``ExecutorHost.executor_type``.
+
+    Returns:
+        True for ``docker`` and registered backends (unless registered with
+        ``runs_images=False``); False for ``process`` and for unknown names.
+    """
+    with _lock:
+        return _runs_images.get(executor_type, False) and executor_type in _classes
 
 
 def _cache_key(host: ExecutorHost) -> tuple[object, str]:

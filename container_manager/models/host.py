@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from container_manager.environment import parse_env_text
+from container_manager.models.queries import HostQuerySet
 
 MAX_WEIGHT = 1000
 
@@ -21,7 +22,12 @@ class ExecutorType(models.TextChoices):
 
 
 class HealthStatus(models.TextChoices):
-    """Result of the last health check of a host."""
+    """Result of the last health check of a host.
+
+    ``unknown`` (never checked) and ``healthy`` hosts are given jobs; an
+    ``unhealthy`` one is not, until a check finds it answering again
+    (docs/queue-management.md, "Host health").
+    """
 
     UNKNOWN = "unknown", "Unknown"
     HEALTHY = "healthy", "Healthy"
@@ -82,6 +88,8 @@ class ExecutorHost(models.Model):
     last_health_check_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = HostQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

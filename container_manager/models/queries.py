@@ -6,11 +6,14 @@ can be in the queue are defined here once, as ``Q`` builders and as verbs of
 statistics, the worker and the admin all use them, so they cannot drift apart.
 The builders take a ``prefix`` so that the same rule can be read through a
 relation (``holding_q("jobs__")`` from ``ExecutorHost``).
+
+Hosts have one such concept too: :func:`claimable_host_q`, the hosts that
+may be given jobs now (``ExecutorHost.objects.claimable()``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import models
@@ -22,11 +25,22 @@ from container_manager.states import JobStatus
 
 #: The job model; the queryset is defined before it (models/job.py uses it).
 _Job = TypeVar("_Job", bound=models.Model)
+#: The host model (models/host.py uses ``HostQuerySet``).
+_Model = TypeVar("_Model", bound=models.Model)
 
 #: Order of the ready query: priority desc, then first in, first out (cm_job_ready_idx).
 READY_ORDER = ("-priority", "queued_at", "id")
 
 QUEUE_STATUSES = ("not_queued", "queued", "scheduled", "launched", "launch_failed")
+
+#: ``ExecutorHost.health_status`` of a host that did not answer its last check.
+UNHEALTHY = "unhealthy"
+#: Longest wait between two checks of an unhealthy host (the backoff's ceiling).
+HEALTH_RECHECK_MAX_SECONDS = 30
+#: An unhealthy host that nobody checked for this long (no worker runs the
+#: re-checks: only the command's legacy mode, say) is claimable again, so that
+#: the next launch finds out; twice the backoff's ceiling.
+HEALTH_STALE_SECONDS = 2 * HEALTH_RECHECK_MAX_SECONDS
 
 
 def _in(prefix: str, statuses: frozenset[str]) -> Q:
@@ -90,6 +104,24 @@ def launch_failed_q(prefix: str = "") -> Q:
     )
 
 
+def unhealthy_q(now: datetime, prefix: str = "") -> Q:
+    """Hosts known not to answer: unhealthy at a check less than ``HEALTH_STALE_SECONDS`` old.
+
+    ``unknown`` (never checked) and ``healthy`` hosts are not, and neither is
+    an unhealthy host whose last check is older: no worker is checking it.
+    """
+    fresh = now - timedelta(seconds=HEALTH_STALE_SECONDS)
+    return Q(
+        **{f"{prefix}health_status": UNHEALTHY, f"{prefix}last_health_check_at__gte": fresh}
+    ) | Q(**{f"{prefix}health_status": UNHEALTHY, f"{prefix}last_health_check_at__isnull": True})
+
+
+def claimable_host_q(now: datetime, prefix: str = "") -> Q:
+    """Hosts that may be given jobs now: active, not paused, and not known to be down."""
+    available = Q(**{f"{prefix}is_active": True, f"{prefix}is_paused": False})
+    return available & ~unhealthy_q(now, prefix)
+
+
 def queue_status_q(value: str, now: datetime | None = None) -> Q:
     """Return the filter matching jobs whose ``queue_status`` is ``value``.
 
@@ -120,6 +152,18 @@ def queue_status_q(value: str, now: datetime | None = None) -> Q:
         return filters[value]
     except KeyError:
         raise ValueError(f"Unknown queue status {value!r}; use one of {QUEUE_STATUSES}") from None
+
+
+class HostQuerySet(models.QuerySet[_Model]):
+    """Host queries: ``ExecutorHost.objects.claimable()``."""
+
+    def claimable(self, now: datetime | None = None) -> HostQuerySet[_Model]:
+        """Hosts that may be given jobs now (``now`` defaults to the present)."""
+        return self.filter(claimable_host_q(now or timezone.now()))
+
+    def unhealthy(self, now: datetime | None = None) -> HostQuerySet[_Model]:
+        """Hosts known not to answer (``now`` defaults to the present)."""
+        return self.filter(unhealthy_q(now or timezone.now()))
 
 
 class JobQuerySet(models.QuerySet[_Job]):

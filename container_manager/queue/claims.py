@@ -22,6 +22,16 @@ How a claim stays correct with any number of workers (PostgreSQL):
 
 On SQLite there are no row locks and no advisory locks; the same API works
 for one worker (SQLite serialises writers anyway).
+
+Which hosts a job may get (docs/queue-management.md, "Routing"):
+
+- only claimable hosts (``ExecutorHost.objects.claimable()``: active, not
+  paused, not ``unhealthy``); a job pinned to another host waits;
+- a job without a host never goes to a host whose executor cannot be
+  loaded (an unknown ``executor_type``), and, while any active host runs
+  images, never to one that does not (``process``): such hosts take only the
+  jobs pinned to them. With process hosts only (the quick start), jobs
+  without a host go to them.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from container_manager.conf import settings
+from container_manager.executors import can_load, runs_images
 from container_manager.models import ContainerJob, ExecutorHost, JobQueue
 from container_manager.models.queries import READY_ORDER
 from container_manager.queue.base import ManagerBase
@@ -66,6 +77,8 @@ class _Capacity:
     queue_limits: dict[str, int]
     queue_load: Counter[str]
     paused_queues: set[str]
+    #: Hosts a job without a host may be routed to (a subset of ``hosts``).
+    routable: set[int] = field(default_factory=set)
     default_host: ExecutorHost | None = None
     has_default_setting: bool = False
     assigned: list[tuple[ContainerJob, int]] = field(default_factory=list)
@@ -89,7 +102,7 @@ class _Capacity:
         if self.has_default_setting:
             host = self.default_host
             return host.pk if host is not None and self.host_is_free(host.pk) else None
-        free = [h for h in self.hosts.values() if self.host_is_free(h.pk)]
+        free = [h for h in self.hosts.values() if h.pk in self.routable and self.host_is_free(h.pk)]
         if not free:
             return None
         # Fill hosts in proportion to their weight: the next job goes where
@@ -116,9 +129,30 @@ class ClaimMixin(ManagerBase):
 
     # Capacity --------------------------------------------------------------
 
-    def _available_hosts(self) -> dict[int, ExecutorHost]:
-        hosts = ExecutorHost.objects.using(self.using).filter(is_active=True, is_paused=False)
+    def _available_hosts(self, now: datetime) -> dict[int, ExecutorHost]:
+        hosts = ExecutorHost.objects.using(self.using).claimable(now)
         return {h.pk: h for h in hosts}
+
+    def _routable(self, hosts: dict[int, ExecutorHost]) -> set[int]:
+        """The hosts among ``hosts`` that a job without a host may be routed to.
+
+        Never one whose executor cannot be loaded. While any active host runs
+        images (paused, full or unhealthy ones count: the deployment is one
+        of images), only hosts that run images; otherwise every loadable one.
+        """
+        active_types = set(
+            ExecutorHost.objects.using(self.using)
+            .filter(is_active=True)
+            .values_list("executor_type", flat=True)
+            .distinct()
+        )
+        has_image_hosts = any(can_load(t) and runs_images(t) for t in active_types)
+        return {
+            pk
+            for pk, host in hosts.items()
+            if can_load(host.executor_type)
+            and (runs_images(host.executor_type) or not has_image_hosts)
+        }
 
     def _queue_settings(self) -> tuple[set[str], dict[str, int]]:
         """Paused queue names, and the limit of every limited queue (rows override settings)."""
@@ -135,8 +169,8 @@ class ClaimMixin(ManagerBase):
                 limits[row.name] = row.max_concurrent
         return paused, limits
 
-    def _capacity(self) -> _Capacity:
-        hosts = self._available_hosts()
+    def _capacity(self, now: datetime) -> _Capacity:
+        hosts = self._available_hosts(now)
         paused, limits = self._queue_settings()
         jobs = ContainerJob.objects.using(self.using).holding()
         host_load: Counter[int] = Counter(
@@ -159,12 +193,15 @@ class ClaimMixin(ManagerBase):
                     .order_by()
                 }
             )
-        capacity = _Capacity(hosts, host_load, limits, queue_load, paused)
+        capacity = _Capacity(hosts, host_load, limits, queue_load, paused, self._routable(hosts))
         default_name = settings.DEFAULT_HOST
         if default_name:
+            # The setting routes every job without a host to that host, of
+            # whatever type, as long as its executor can be loaded.
             capacity.has_default_setting = True
             capacity.default_host = next(
-                (h for h in hosts.values() if h.name == default_name), None
+                (h for h in hosts.values() if h.name == default_name and can_load(h.executor_type)),
+                None,
             )
         return capacity
 
@@ -207,14 +244,18 @@ class ClaimMixin(ManagerBase):
         """Claim up to ``limit`` ready jobs for a worker, in one short transaction.
 
         Ready means: status queued or retrying, ``scheduled_for`` empty or past,
-        queue not paused, pinned host (if any) active and not paused. Jobs come
+        queue not paused, pinned host (if any) active, not paused and not
+        unhealthy (``ExecutorHost.objects.claimable()``). Jobs come
         by priority (high first), then ``queued_at``, then id. Per-queue limits
         (``JobQueue.max_concurrent``, else ``QUEUES[name]['max_concurrent']``)
         and per-host ``max_concurrent_jobs`` are counted over every worker's
         validating, preparing, pulling, running and launched-but-paused jobs,
         and never exceeded. A job without a host gets ``DEFAULT_HOST`` if that
         setting names one, else the available host with free capacity whose
-        ``(load + 1) / weight`` is lowest.
+        ``(load + 1) / weight`` is lowest, among those it may be routed to:
+        never a host whose executor cannot be loaded, and, while any active
+        host runs images, only hosts that do (a ``process`` host then takes
+        only jobs pinned to it).
 
         Claimed jobs move to ``validating`` with ``worker_id``,
         ``lease_expires_at = now + lease`` and ``attempt + 1``.
@@ -273,7 +314,7 @@ class ClaimMixin(ManagerBase):
         with transaction.atomic(using=self.using):
             self._lock_claims(lock_timeout_seconds)
             now = timezone.now()
-            capacity = self._capacity()
+            capacity = self._capacity(now)
             candidates = self._candidates(capacity, now, limit, queues, job_id)
             for job in candidates:
                 if len(capacity.assigned) >= limit:

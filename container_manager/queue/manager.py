@@ -11,6 +11,7 @@ through the container layer (``container_manager.containers``).
 - :mod:`.launching` a claimed job's launch and its outcome;
 - :mod:`.finishing` launch steps, progress, ends and timeouts;
 - :mod:`.leases`    lease renewal, release, expiry, takeover and requeue;
+- :mod:`.hosts`     host health: checks, unhealthy and healthy again;
 - :mod:`.control`   pause, resume and cancel of queues, hosts and jobs;
 - :mod:`.reporting` queue statistics and worker metrics;
 - :mod:`.legacy`    the one-call launch paths and the command's legacy mode.
@@ -22,12 +23,13 @@ import threading
 
 from container_manager.notify import WorkWaiter, interrupt_all
 from container_manager.queue.control import ControlMixin
+from container_manager.queue.hosts import HostHealthMixin
 from container_manager.queue.leases import LeaseMixin
 from container_manager.queue.legacy import LegacyMixin
 from container_manager.queue.reporting import ReportingMixin
 
 
-class JobQueueManager(LegacyMixin, LeaseMixin, ControlMixin, ReportingMixin):
+class JobQueueManager(LegacyMixin, LeaseMixin, ControlMixin, ReportingMixin, HostHealthMixin):
     """High-level API of the job queue.
 
     Args:

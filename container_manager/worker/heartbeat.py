@@ -5,6 +5,11 @@ and a background thread beats every ``HEARTBEAT_SECONDS``: it stamps the row
 and renews the lease of every job the worker holds. A worker that stops
 beating (SIGKILL, machine loss) lets its leases run out after
 ``LEASE_SECONDS``; other workers then adopt or requeue its jobs.
+
+The heartbeat also starts and stops the worker's host checks
+(:class:`~container_manager.worker.hosts.HostMonitor`), on a thread of their
+own: a check of an engine that does not answer may take the API timeout,
+and must never delay a beat.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from container_manager.exceptions import ContainerManagerError
 from container_manager.models import Worker as WorkerRow
 from container_manager.models import WorkerStatus
 from container_manager.queue import JobQueueManager
+from container_manager.worker.hosts import HostMonitor
 from container_manager.worker.state import WorkerState
 
 logger = logging.getLogger(__name__)
@@ -118,26 +124,39 @@ class Heartbeat(threading.Thread):
         queue_manager: The queue that renews the leases.
         state: The worker's shared state.
         interval_seconds: Time between two beats.
+        monitor: The host checks, started and stopped with the heartbeat; None for none.
     """
 
     def __init__(
-        self, queue_manager: JobQueueManager, state: WorkerState, interval_seconds: float
+        self,
+        queue_manager: JobQueueManager,
+        state: WorkerState,
+        interval_seconds: float,
+        monitor: HostMonitor | None = None,
     ) -> None:
         super().__init__(name=f"heartbeat-{state.worker_id}", daemon=True)
         self.queue_manager = queue_manager
         self.state = state
         self.interval_seconds = interval_seconds
+        self.monitor = monitor
         self._stop_event = threading.Event()
 
     def stop(self) -> None:
-        """Ask the thread to end after its current beat."""
+        """Ask the thread (and the host checks) to end after the current beat."""
         self._stop_event.set()
+        if self.monitor is not None:
+            self.monitor.stop()
 
     def run(self) -> None:
+        monitor = self.monitor
+        if monitor is not None and not monitor.is_alive() and not self._stop_event.is_set():
+            monitor.start()
         try:
             while not self._stop_event.wait(self.interval_seconds):
                 self.beat()
         finally:
+            if monitor is not None:
+                monitor.stop()
             connection.close()
 
     def beat(self) -> None:

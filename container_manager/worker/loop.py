@@ -48,6 +48,7 @@ from container_manager.worker.claimer import Claimer
 from container_manager.worker.db import drop_connection_if_broken
 from container_manager.worker.follower import Follower
 from container_manager.worker.heartbeat import Heartbeat, mark_stopped, register
+from container_manager.worker.hosts import HostMonitor
 from container_manager.worker.rescuer import Rescuer
 from container_manager.worker.state import WorkerState, WorkerStats
 
@@ -118,7 +119,7 @@ class Worker:
         self._build_parts()
 
     def _build_parts(self) -> None:
-        """Build the claimer, follower, rescuer and heartbeat, each with what it needs.
+        """Build the claimer, follower, rescuer, heartbeat and host checks, each with what it needs.
 
         ``free_slots`` is passed late-bound, so that a subclass (or a test)
         may change how slots are counted.
@@ -141,7 +142,10 @@ class Worker:
             relaunch=self.claimer.relaunch,
             follow=self.follower.add,
         )
-        self._heartbeat = Heartbeat(self.queue_manager, self.state, self.heartbeat_seconds)
+        self.host_monitor = HostMonitor(self.queue_manager, self.state)
+        self._heartbeat = Heartbeat(
+            self.queue_manager, self.state, self.heartbeat_seconds, monitor=self.host_monitor
+        )
 
     # State ---------------------------------------------------------------------
 
