@@ -26,6 +26,7 @@ from django.utils import timezone
 from container_manager.models.host import HealthStatus
 from container_manager.queue import JobQueueManager
 from container_manager.queue.hosts import recheck_delay
+from container_manager.worker.db import drop_connection_if_broken
 from container_manager.worker.state import WorkerState
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,10 @@ class HostMonitor(threading.Thread):
     def run(self) -> None:
         try:
             while not self._stop_event.is_set():
+                close_old_connections()
                 self.check_due()
+                # A broken connection is replaced at the next pass.
+                drop_connection_if_broken()
                 self._stop_event.wait(self.tick_seconds)
         finally:
             connection.close()
@@ -84,6 +88,8 @@ class HostMonitor(threading.Thread):
     def check_due(self, now: datetime | None = None) -> int:
         """Check every host whose check is due; errors are logged, not raised.
 
+        Runs on the caller's connection (the thread's own, in :meth:`run`).
+
         Args:
             now: The present; None for now.
 
@@ -92,7 +98,6 @@ class HostMonitor(threading.Thread):
         """
         checked = 0
         try:
-            close_old_connections()
             hosts = self.queue_manager.hosts_to_check()
             now = now or timezone.now()
             self._seen = {pk: v for pk, v in self._seen.items() if pk in {h.pk for h in hosts}}
@@ -130,5 +135,4 @@ class HostMonitor(threading.Thread):
                 extra={"worker_id": self.state.worker_id},
                 exc_info=True,
             )
-            connection.close()
         return checked
