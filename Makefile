@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: venv demo test lint bench docs clean
+.PHONY: venv demo test lint bench chaos docs clean
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ lint: venv
 
 bench: venv
 	bash scripts/bench.sh
+
+# Fault injection on its own PostgreSQL and dockerd (docs/chaos.md); ARGS="--jobs 60 --seed 7".
+chaos: venv
+	bash scripts/chaos.sh $(ARGS)
 
 clean:
 	rm -rf $(VENV) demo/db.sqlite3 .pytest_cache

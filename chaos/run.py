@@ -26,6 +26,7 @@ import queue
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -49,7 +50,15 @@ from chaos.services import (
     alive,
     unmount_under,
 )
-from chaos.witness import DockerWitness, ProcessWitness, docker_command, process_command
+from chaos.witness import (
+    LABEL_ATTEMPT,
+    LABEL_JOB,
+    RUN_LABEL,
+    DockerWitness,
+    ProcessWitness,
+    docker_command,
+    process_command,
+)
 from chaos.workers import WorkerPool
 
 EXECUTORS = ("docker", "process")
@@ -107,6 +116,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work-dir", type=Path, default=None, help="default: a new /tmp/cmchaos-*")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs) on success")
     p.add_argument("--report", type=Path, default=None, help="also write the report as JSON")
+    p.add_argument(
+        "--inject-double",
+        type=int,
+        default=0,
+        metavar="N",
+        help="self-check: after the drain, run N completed jobs' commands once more, outside "
+        "the product; the two rows of doubles must then show exactly N (0)",
+    )
     args = p.parse_args(argv)
     try:
         low, high = (float(x) for x in args.kill_every.split(","))
@@ -323,6 +340,7 @@ class Run:
             "drained in " + ("(not drained)" if drain_seconds is None else f"{drain_seconds:.1f} s")
         )
 
+        injected = self.inject_doubles(executor, feeder, proc_witness)
         leftovers = self.wait_cleanup(executor, pks, proc_witness, output_dir)
         self.say("stopping the workers (SIGTERM)")
         self.pool.stop_all(grace=a.term_timeout)
@@ -331,6 +349,7 @@ class Run:
             assert self.witness is not None
             client = self.docker.client()
             try:
+                self.witness.sync(client, TEST_IMAGE)
                 self.witness.snapshot(client)
             finally:
                 client.close()
@@ -371,6 +390,7 @@ class Run:
             drain_seconds=drain_seconds,
             retention=a.retention,
             unit=unit,
+            injected_doubles=len(injected),
         )
         scenario.rows = compute(outcome)
         statuses: dict[str, int] = {}
@@ -384,10 +404,80 @@ class Run:
             restarts=restarts.log,
             worker_processes=len(self.pool.workers),
             fault_seconds=a.fault_seconds,
+            injected_doubles=injected,
         )
         self.kill_job_processes(proc_witness)
         self.pool = None
         return scenario
+
+    def inject_doubles(
+        self, executor: str, feeder: Feeder, witness: ProcessWitness | None
+    ) -> list[int]:
+        """Run the commands of ``--inject-double`` completed jobs once more, as a second
+        run of their last attempt, outside the product: the witness must count each."""
+        from container_manager.models import ContainerJob
+
+        count = self.args.inject_double
+        if count <= 0:
+            return []
+        completed = set(
+            ContainerJob.objects.filter(pk__in=list(feeder.queued), status="completed").values_list(
+                "pk", flat=True
+            )
+        )
+        if executor == "docker":
+            assert self.witness is not None
+            runs = self.witness.runs()
+        else:
+            assert witness is not None
+            runs = witness.runs()
+        started: dict[int, list[Any]] = {}
+        for r in runs:
+            if r.started is not None:
+                started.setdefault(r.job, []).append(r)
+        chosen = [pk for pk in sorted(completed) if len(started.get(pk, [])) == 1][:count]
+        for pk in chosen:
+            marker = feeder.queued[pk]
+            attempt = started[pk][0].attempt or 1
+            if executor == "docker":
+                client = self.docker.client(timeout=60)
+                try:
+                    box = client.create_container(
+                        TEST_IMAGE,
+                        ["/bin/sh", "-c", docker_command(marker, 0.1)],
+                        labels={
+                            LABEL_JOB: str(pk),
+                            LABEL_ATTEMPT: str(attempt),
+                            RUN_LABEL: self.run_id,
+                        },
+                        host_config=client.create_host_config(network_mode="none"),
+                    )
+                    client.start(box["Id"])
+                    client.wait(box["Id"], timeout=60)
+                    client.remove_container(box["Id"], force=True)
+                finally:
+                    client.close()
+            else:
+                assert witness is not None
+                key = next(k for k, v in witness.pk_of_key.items() if v == pk)
+                folder = tempfile.mkdtemp(
+                    prefix=f"inject-job-{pk}-a{attempt}-", dir=witness.directory
+                )
+                subprocess.run(
+                    ["/bin/sh", "-c", process_command(marker, 0.1)],
+                    cwd=folder,
+                    env={
+                        "PATH": os.environ.get("PATH", os.defpath),
+                        "CHAOS_RUN": self.run_id,
+                        "CHAOS_KEY": key,
+                        "CHAOS_DIR": str(witness.directory),
+                    },
+                    stdout=subprocess.DEVNULL,
+                    check=True,
+                    timeout=60,
+                )
+        self.say(f"injected a second run of job(s) {chosen} (self-check)")
+        return chosen
 
     def apply(self, fault: Fault, restarts: Restarter) -> None:
         assert self.pool is not None
@@ -703,7 +793,8 @@ def print_report(run: Run, wall: float, expected: int) -> bool:
         for row in scenario.rows:
             mark = ("ok" if row.ok else "FAIL") if row.invariant else "--"
             value = "-" if row.value is None else row.value
-            print(f"   {row.name:<{width}}  {value!s:>8}  {mark}")
+            note = f"  (expected {row.expected}: injected)" if row.expected else ""
+            print(f"   {row.name:<{width}}  {value!s:>8}  {mark}{note}")
         for row in scenario.rows:
             if row.details and (not row.ok or not row.invariant):
                 print(f"   {row.name}:")
@@ -733,6 +824,7 @@ def write_json(run: Run, path: Path, ok: bool, wall: float) -> None:
                     {
                         "name": r.name,
                         "value": r.value,
+                        "expected": r.expected,
                         "invariant": r.invariant,
                         "ok": r.ok,
                         "details": r.details,

@@ -25,6 +25,7 @@ import re
 import shlex
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from chaos.invariants import Leftover, Run
 LABEL_JOB = "container_manager.job_id"
 LABEL_ATTEMPT = "container_manager.attempt"
 RUN_LABEL = "container_manager.chaos_run"
+SENTINEL_LABEL = "container_manager.chaos_sentinel"
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
@@ -82,6 +84,7 @@ class DockerWitness(threading.Thread):
         self._stream: Any = None
         self._last_nano = time.time_ns()
         self._seen: set[tuple[str, str, int]] = set()
+        self.sentinels: set[str] = set()
 
     # --- the stream -------------------------------------------------------------
     def run(self) -> None:
@@ -126,6 +129,8 @@ class DockerWitness(threading.Thread):
         key = (cid, action, nano)
         with self._lock:
             self._last_nano = max(self._last_nano, nano)
+            if SENTINEL_LABEL in attrs and action == "destroy":
+                self.sentinels.add(str(attrs[SENTINEL_LABEL]))
             if key in self._seen or LABEL_JOB not in attrs:
                 return
             self._seen.add(key)
@@ -185,6 +190,23 @@ class DockerWitness(threading.Thread):
                         box.exit_code = state.get("ExitCode")
                 box.sources.add("inspect")
         return rows
+
+    def sync(self, client: Any, image: str, timeout: float = 30.0) -> None:
+        """Return once the stream has delivered every event before now.
+
+        Creates and removes a container that belongs to no job; events come in
+        order, so once its ``destroy`` is seen, everything before it was too.
+        """
+        token = uuid.uuid4().hex
+        box = client.create_container(
+            image, ["true"], labels={RUN_LABEL: self.run_id, SENTINEL_LABEL: token}
+        )
+        client.remove_container(box["Id"], force=True)
+        end = time.monotonic() + timeout
+        while token not in self.sentinels:
+            if time.monotonic() >= end:
+                raise RuntimeError(f"the events witness did not catch up within {timeout:.0f} s")
+            time.sleep(0.05)
 
     def engine_stopped(self, at: float) -> None:
         """The suite stopped the engine at ``at`` (epoch seconds): nothing of it runs past that."""

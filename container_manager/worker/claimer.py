@@ -135,8 +135,8 @@ class Claimer:
                 lock_timeout_seconds=self.acquire_timeout_seconds,
             )
         except OperationalError as exc:
-            if not connection.is_usable():
-                raise  # The database is away: the loop waits for it.
+            if "lock" not in str(exc).lower():
+                raise  # Not the claim lock: the database is away, and the loop waits for it.
             message = f"Could not acquire jobs within {self.acquire_timeout_seconds} s: {exc}"
             logger.warning(message, extra={"worker_id": state.worker_id})
             state.stats.add_error(message)

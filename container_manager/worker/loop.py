@@ -45,7 +45,11 @@ from container_manager.models import ContainerJob
 from container_manager.queue import JobQueueManager
 from container_manager.queue.base import default_worker_id
 from container_manager.worker.claimer import Claimer
-from container_manager.worker.db import drop_connection_if_broken
+from container_manager.worker.db import (
+    DatabaseWatch,
+    drop_connection_if_broken,
+    is_connection_error,
+)
 from container_manager.worker.follower import Follower
 from container_manager.worker.heartbeat import Heartbeat, mark_stopped, register
 from container_manager.worker.hosts import HostMonitor
@@ -116,6 +120,7 @@ class Worker:
         )
         self._stop_signal = ""
         self._is_status_requested = False
+        self.database = DatabaseWatch(self.state)
         self._build_parts()
 
     def _build_parts(self) -> None:
@@ -248,9 +253,14 @@ class Worker:
         Returns:
             What the worker did.
 
+        The database is waited for, with backoff, if it does not answer at
+        the start (or goes away later): the worker never exits for an outage.
+
         Raises:
             WorkerIdInUseError: Another live worker uses this id.
         """
+        if not self.database.wait_until_up():
+            return self.stats
         register(self.worker_id, self.queues, self.max_concurrent)
         try:
             self._reconcile()
@@ -307,6 +317,10 @@ class Worker:
             drop_connection_if_broken()
             return self.claimer.acquire()
         except Exception as exc:
+            if is_connection_error(exc):
+                # Logged once per outage; the loop carries on when it is back.
+                self.database.wait_until_up(exc)
+                return []
             logger.exception("Acquiring jobs failed", extra={"worker_id": self.worker_id})
             self.stats.add_error(f"acquire: {type(exc).__name__}: {exc}")
             connection.close()

@@ -1,4 +1,4 @@
-"""Every SQLite connection is tuned for a worker beside a shell, unless the project says otherwise."""
+"""Each SQLite connection is tuned for a worker beside a shell unless the project opts out."""
 
 from __future__ import annotations
 
