@@ -13,6 +13,7 @@ values; it writes nothing to the database and never imports the queue
   :meth:`Containers.resume` back cancel, pause and resume;
 - :meth:`Containers.wait_finished` and :meth:`Containers.follow_progress`
   let the worker follow running containers;
+- :meth:`Containers.check_host` asks a host's engine whether it answers;
 - :meth:`Containers.logs` reads capped output, and
   :meth:`Containers.apply_retention` removes ended containers per
   ``CONTAINER_RETENTION``.
@@ -39,6 +40,7 @@ from container_manager.executors.base import (
     ContainerRef,
     Executor,
     ExitStatus,
+    HealthReport,
     LaunchSpec,
     Logs,
     ProgressCallback,
@@ -270,6 +272,21 @@ class Containers:
         if ref is not None:
             self.executor_for(job).resume(ref)
         return ref is not None
+
+    # Hosts -------------------------------------------------------------------
+
+    def check_host(self, host: ExecutorHost) -> HealthReport:
+        """Ask the host's engine whether it answers, without writing anything.
+
+        Returns:
+            The executor's report; a host whose executor cannot be built (an
+            unknown ``executor_type``, a bad ``executor_config``) or whose
+            check raises answers unhealthy with the reason.
+        """
+        try:
+            return get_executor(host).health_check()
+        except Exception as exc:
+            return HealthReport(False, f"{type(exc).__name__}: {exc}")
 
     # Following ---------------------------------------------------------------
 

@@ -9,7 +9,10 @@ The kept text ends with a visible marker saying how much was cut::
 
 Output is decoded as UTF-8 with ``errors="replace"`` and otherwise stored
 verbatim: HTML and terminal escape sequences are kept as printed, since
-escaping is the display's job.
+escaping is the display's job. What no database column can hold becomes
+U+FFFD (the replacement character ``\ufffd``) too: bytes that are not UTF-8,
+NUL bytes (PostgreSQL's text refuses them) and lone surrogates
+(:func:`storable_text`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,31 @@ TRUNCATION_MARKER_AT_LEAST = "\n[... output truncated: more than {omitted} bytes
 MAX_PROGRESS_LINE_BYTES = 4096
 #: Size of the reads from a file.
 READ_CHUNK_BYTES = 64 * 1024
+
+
+#: Put where output has a character no database column can hold.
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def storable_text(text: str) -> str:
+    """Return ``text`` with NUL characters and lone surrogates replaced by U+FFFD.
+
+    PostgreSQL's text columns refuse NUL, and no database can encode a
+    surrogate that is not part of a pair; every other character is kept.
+
+    Example::
+
+        storable_text("a\\x00b") == "a\\ufffdb"
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", REPLACEMENT_CHARACTER)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join(
+            REPLACEMENT_CHARACTER if "\ud800" <= char <= "\udfff" else char for char in text
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -110,7 +138,7 @@ class CappedBuffer:
             cut = _incomplete_utf8_tail(kept)
             if cut:
                 kept, omitted = kept[:-cut], omitted + cut
-        text = kept.decode("utf-8", errors="replace")
+        text = storable_text(kept.decode("utf-8", errors="replace"))
         if not is_complete:
             text += TRUNCATION_MARKER_AT_LEAST.format(omitted=omitted)
         elif omitted:

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from container_manager.exceptions import ContainerNotFoundError, InvalidStateTransition
 from container_manager.executors.base import ContainerRef, ExitStatus, Logs
+from container_manager.logcap import storable_text
 from container_manager.models import ContainerJob
 from container_manager.notify import announce_work
 from container_manager.queue.base import ManagerBase
@@ -213,8 +214,9 @@ def _final_fields(job: ContainerJob, exit_status: ExitStatus, logs: Logs) -> dic
         ended = now
     fields: dict[str, Any] = {
         "exit_code": code,
-        "stdout": logs.stdout,
-        "stderr": logs.stderr,
+        # Whatever an executor answers, the row must take it (NUL on PostgreSQL).
+        "stdout": storable_text(logs.stdout),
+        "stderr": storable_text(logs.stderr),
         "completed_at": ended,
         "worker_id": "",
         "lease_expires_at": None,

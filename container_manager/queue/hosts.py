@@ -18,7 +18,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from container_manager.executors import can_load, get_executor
+from container_manager.executors import can_load
 from container_manager.executors.base import HealthReport
 from container_manager.models import ExecutorHost
 from container_manager.models.host import HealthStatus
@@ -120,10 +120,7 @@ class HostHealthMixin(ManagerBase):
             unknown ``executor_type``, a bad ``executor_config``) answers
             unhealthy with the reason.
         """
-        try:
-            return get_executor(host).health_check()
-        except Exception as exc:
-            return HealthReport(False, f"{type(exc).__name__}: {exc}")
+        return self.containers.check_host(host)
 
     def check_host(self, host: ExecutorHost) -> HealthReport:
         """Check whether ``host`` answers, and record the result.

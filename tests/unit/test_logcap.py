@@ -10,6 +10,7 @@ from container_manager.logcap import (
     LineSplitter,
     parse_progress_line,
     read_capped_file,
+    storable_text,
 )
 
 
@@ -45,6 +46,26 @@ def test_invalid_utf8_is_replaced_not_rejected():
     buffer = CappedBuffer(100)
     buffer.feed(b"ok \xff\xfe end")
     assert buffer.result().text == "ok \ufffd\ufffd end"
+
+
+def test_nul_bytes_become_replacement_characters():
+    buffer = CappedBuffer(100)
+    buffer.feed(b"a\x00b\x00")
+    assert buffer.result().text == "a\ufffdb\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain \u00e9 \U0001f600", "plain \u00e9 \U0001f600"),
+        ("a\x00b", "a\ufffdb"),
+        ("lone \udcff and \ud800", "lone \ufffd and \ufffd"),
+        ("", ""),
+    ],
+)
+def test_storable_text_replaces_only_what_no_column_can_hold(text, expected):
+    assert storable_text(text) == expected
+    storable_text(text).encode("utf-8")
 
 
 def test_stopped_reading_says_the_count_is_a_lower_bound():
