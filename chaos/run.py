@@ -396,11 +396,25 @@ class Run:
         statuses: dict[str, int] = {}
         for row in rows.values():
             statuses[row.status] = statuses.get(row.status, 0) + 1
+        workers = self.pool.workers
         scenario.facts.update(
             jobs=len(pks),
             statuses=statuses,
             sigkills=self.pool.kills,
             sigterms=self.pool.terms,
+            # What the faults did, by the workers' exit statuses (not by what was sent):
+            # workers that ended killed by the suite's SIGKILL, and workers that ended
+            # with status 0 after a SIGTERM of the fault phase (not the final stop).
+            sigkilled_exits=sum(
+                1
+                for w in workers
+                if w.signal_sent == "SIGKILL" and w.proc.returncode == -signal.SIGKILL
+            ),
+            sigterm_clean_exits=sum(
+                1
+                for w in workers
+                if w.signal_sent == "SIGTERM" and not w.final_stop and w.proc.returncode == 0
+            ),
             restarts=restarts.log,
             worker_processes=len(self.pool.workers),
             fault_seconds=a.fault_seconds,
@@ -785,7 +799,8 @@ def print_report(run: Run, wall: float, expected: int) -> bool:
         restarts = ", ".join(f"{r['kind']} ({r['down_seconds']} s down)" for r in f["restarts"])
         print(
             f"== {scenario.executor}: {f['jobs']} jobs, {f['sigkills']} SIGKILL, "
-            f"{f['sigterms']} SIGTERM, restarts: {restarts or 'none'}; "
+            f"{f['sigterms']} SIGTERM ({f['sigkilled_exits']} workers ended by SIGKILL, "
+            f"{f['sigterm_clean_exits']} cleanly by SIGTERM), restarts: {restarts or 'none'}; "
             f"{f['worker_processes']} worker processes; statuses {f['statuses']}"
         )
         print(f"   witness: {f['witness']}")
