@@ -48,6 +48,10 @@ DEFAULTS: dict[str, Any] = {
     # A worker's claim on a job lasts this long unless its heartbeat renews it.
     "LEASE_SECONDS": 60,
     "HEARTBEAT_SECONDS": 10,
+    # How often each worker looks, on every Docker host that answers, for
+    # containers that faults left behind (their job deleted, their attempt
+    # superseded, their job ended) and kills or removes them.
+    "CLEANUP_INTERVAL_SECONDS": 60,
     # How long an idle worker waits before looking again when it gets no NOTIFY
     # (the default of Worker(poll_interval_seconds=...) and --poll-interval).
     "POLL_INTERVAL_SECONDS": 10,

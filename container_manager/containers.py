@@ -16,7 +16,10 @@ values; it writes nothing to the database and never imports the queue
 - :meth:`Containers.check_host` asks a host's engine whether it answers;
 - :meth:`Containers.logs` reads capped output, and
   :meth:`Containers.apply_retention` removes ended containers per
-  ``CONTAINER_RETENTION``.
+  ``CONTAINER_RETENTION``;
+- :meth:`Containers.list_managed`, :meth:`Containers.kill_ref` and
+  :meth:`Containers.discard` let the worker's clean-up find and remove the
+  containers that faults left behind, host by host.
 
 Example::
 
@@ -351,8 +354,7 @@ class Containers:
         those of failed jobs, ``"keep"`` keeps all of them. A failure to
         remove is logged, not raised.
         """
-        retention = str(settings.CONTAINER_RETENTION)
-        if retention == "keep" or (retention == "keep_failed" and not is_success):
+        if is_kept(is_success):
             return
         try:
             self.executor_for(job).remove(ref)
@@ -364,9 +366,54 @@ class Containers:
                 exc_info=True,
             )
 
+    # Leftovers, host by host -----------------------------------------------------
+
+    def list_managed(self, host: ExecutorHost) -> list[ContainerRef]:
+        """Return every container of this project on ``host``, running or not.
+
+        Raises:
+            ExecutorError: The engine could not be asked.
+        """
+        return get_executor(host).list_managed()
+
+    def kill_ref(self, host: ExecutorHost, ref: ContainerRef) -> None:
+        """Kill the container ``ref`` on ``host``; no error if it already ended.
+
+        Raises:
+            ExecutorError: The engine failed.
+        """
+        get_executor(host).kill(ref)
+
+    def discard(self, host: ExecutorHost, ref: ContainerRef, is_success: bool) -> bool:
+        """Remove a container of ``host`` (killing it if it runs), unless retention keeps it.
+
+        The rule of :meth:`apply_retention`: ``is_success`` says whether it
+        counts as the container of a job that completed.
+
+        Returns:
+            True when it was removed, False when ``CONTAINER_RETENTION`` keeps it.
+
+        Raises:
+            ExecutorError: The engine failed.
+        """
+        if is_kept(is_success):
+            return False
+        get_executor(host).remove(ref)
+        return True
+
     def close(self) -> None:
         """Release every executor's connections and threads (a worker's last step)."""
         close_executors()
+
+
+def is_kept(is_success: bool) -> bool:
+    """Tell whether ``CONTAINER_RETENTION`` keeps an ended container.
+
+    ``"keep"`` keeps all of them, ``"keep_failed"`` those of jobs that did
+    not complete (``is_success`` False), ``"remove"`` none.
+    """
+    retention = str(settings.CONTAINER_RETENTION)
+    return retention == "keep" or (retention == "keep_failed" and not is_success)
 
 
 def _failed(job: ContainerJob, found: Classification) -> LaunchResult:
@@ -385,4 +432,4 @@ def _failed(job: ContainerJob, found: Classification) -> LaunchResult:
 #: The instance everyone imports.
 containers = Containers()
 
-__all__ = ["Containers", "LaunchResult", "StepRecorder", "containers", "job_ref"]
+__all__ = ["Containers", "LaunchResult", "StepRecorder", "containers", "is_kept", "job_ref"]

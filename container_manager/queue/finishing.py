@@ -98,7 +98,8 @@ class FinishMixin(ManagerBase):
         The write is one guarded UPDATE: only a job still ``running`` (and,
         with ``worker_id``, still held by that worker) is changed, so a job
         cancelled or timed out meanwhile keeps that status and gets its
-        output. Idle workers are woken: the job's slot is free.
+        output, once (while its ``exit_code`` is still None). Idle workers
+        are woken: the job's slot is free.
 
         Args:
             job: The running job.
@@ -136,8 +137,14 @@ class FinishMixin(ManagerBase):
                 extra={"job_id": job.pk, "worker_id": worker_id},
             )
         else:
+            # Once only: a second report of the same end (the worker's
+            # clean-up, or a follower that read after the container was
+            # removed) must not write over the output stored first.
             jobs.filter(
-                pk=job.pk, status__in=(JobStatus.CANCELLED, JobStatus.TIMEOUT), attempt=ref.attempt
+                pk=job.pk,
+                status__in=(JobStatus.CANCELLED, JobStatus.TIMEOUT),
+                attempt=ref.attempt,
+                exit_code__isnull=True,
             ).update(
                 stdout=fields["stdout"], stderr=fields["stderr"], exit_code=fields["exit_code"]
             )

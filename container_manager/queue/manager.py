@@ -12,6 +12,7 @@ through the container layer (``container_manager.containers``).
 - :mod:`.finishing` launch steps, progress, ends and timeouts;
 - :mod:`.leases`    lease renewal, release, expiry, takeover and requeue;
 - :mod:`.hosts`     host health: checks, unhealthy and healthy again;
+- :mod:`.cleanup`   what the clean-up of leftover containers reads;
 - :mod:`.control`   pause, resume and cancel of queues, hosts and jobs;
 - :mod:`.reporting` queue statistics and worker metrics;
 - :mod:`.legacy`    the one-call launch paths and the command's legacy mode.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import threading
 
 from container_manager.notify import WorkWaiter, interrupt_all
+from container_manager.queue.cleanup import CleanupMixin
 from container_manager.queue.control import ControlMixin
 from container_manager.queue.hosts import HostHealthMixin
 from container_manager.queue.leases import LeaseMixin
@@ -29,7 +31,9 @@ from container_manager.queue.legacy import LegacyMixin
 from container_manager.queue.reporting import ReportingMixin
 
 
-class JobQueueManager(LegacyMixin, LeaseMixin, ControlMixin, ReportingMixin, HostHealthMixin):
+class JobQueueManager(
+    LegacyMixin, LeaseMixin, ControlMixin, ReportingMixin, HostHealthMixin, CleanupMixin
+):
     """High-level API of the job queue.
 
     Args:

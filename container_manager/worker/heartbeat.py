@@ -7,9 +7,10 @@ beating (SIGKILL, machine loss) lets its leases run out after
 ``LEASE_SECONDS``; other workers then adopt or requeue its jobs.
 
 The heartbeat also starts and stops the worker's host checks
-(:class:`~container_manager.worker.hosts.HostMonitor`), on a thread of their
-own: a check of an engine that does not answer may take the API timeout,
-and must never delay a beat.
+(:class:`~container_manager.worker.hosts.HostMonitor`) and its clean-up of
+leftover containers (:class:`~container_manager.worker.sweeper.Sweeper`),
+each on a thread of its own: a call to an engine that does not answer may
+take the API timeout, and must never delay a beat.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from container_manager.models import WorkerStatus
 from container_manager.queue import JobQueueManager
 from container_manager.worker.hosts import HostMonitor
 from container_manager.worker.state import WorkerState
+from container_manager.worker.sweeper import Sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +127,8 @@ class Heartbeat(threading.Thread):
         state: The worker's shared state.
         interval_seconds: Time between two beats.
         monitor: The host checks, started and stopped with the heartbeat; None for none.
+        sweeper: The clean-up of leftover containers, started and stopped
+            likewise; None for none.
     """
 
     def __init__(
@@ -133,30 +137,35 @@ class Heartbeat(threading.Thread):
         state: WorkerState,
         interval_seconds: float,
         monitor: HostMonitor | None = None,
+        sweeper: Sweeper | None = None,
     ) -> None:
         super().__init__(name=f"heartbeat-{state.worker_id}", daemon=True)
         self.queue_manager = queue_manager
         self.state = state
         self.interval_seconds = interval_seconds
         self.monitor = monitor
+        self.sweeper = sweeper
         self._stop_event = threading.Event()
 
+    def _companions(self) -> list[HostMonitor | Sweeper]:
+        return [part for part in (self.monitor, self.sweeper) if part is not None]
+
     def stop(self) -> None:
-        """Ask the thread (and the host checks) to end after the current beat."""
+        """Ask the thread (and the host checks and clean-up) to end after the current beat."""
         self._stop_event.set()
-        if self.monitor is not None:
-            self.monitor.stop()
+        for part in self._companions():
+            part.stop()
 
     def run(self) -> None:
-        monitor = self.monitor
-        if monitor is not None and not monitor.is_alive() and not self._stop_event.is_set():
-            monitor.start()
+        for part in self._companions():
+            if not part.is_alive() and not self._stop_event.is_set():
+                part.start()
         try:
             while not self._stop_event.wait(self.interval_seconds):
                 self.beat()
         finally:
-            if monitor is not None:
-                monitor.stop()
+            for part in self._companions():
+                part.stop()
             connection.close()
 
     def beat(self) -> None:

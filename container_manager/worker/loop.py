@@ -8,7 +8,8 @@ launching or running). Its main loop claims jobs for the free slots
 thread per host follows the running containers (:mod:`.follower`); a
 heartbeat thread renews leases (:mod:`.heartbeat`); every heartbeat interval
 the loop also rescues jobs of dead workers (:mod:`.rescuer`) and enforces
-timeouts.
+timeouts; every ``CLEANUP_INTERVAL_SECONDS`` a thread removes the containers
+that faults left behind (:mod:`.sweeper`).
 
 Stopping (SIGTERM, SIGINT, or :meth:`Worker.request_stop`): no new claims,
 launches in flight finish, claimed jobs not yet launched go back to the
@@ -55,6 +56,7 @@ from container_manager.worker.heartbeat import Heartbeat, mark_stopped, register
 from container_manager.worker.hosts import HostMonitor
 from container_manager.worker.rescuer import Rescuer
 from container_manager.worker.state import WorkerState, WorkerStats
+from container_manager.worker.sweeper import Sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +126,9 @@ class Worker:
         self._build_parts()
 
     def _build_parts(self) -> None:
-        """Build the claimer, follower, rescuer, heartbeat and host checks, each with what it needs.
+        """Build the claimer, follower, rescuer, heartbeat, host checks and clean-up.
+
+        Each gets what it needs and nothing more.
 
         ``free_slots`` is passed late-bound, so that a subclass (or a test)
         may change how slots are counted.
@@ -148,8 +152,13 @@ class Worker:
             follow=self.follower.add,
         )
         self.host_monitor = HostMonitor(self.queue_manager, self.state)
+        self.sweeper = Sweeper(self.queue_manager, self.containers, self.state)
         self._heartbeat = Heartbeat(
-            self.queue_manager, self.state, self.heartbeat_seconds, monitor=self.host_monitor
+            self.queue_manager,
+            self.state,
+            self.heartbeat_seconds,
+            monitor=self.host_monitor,
+            sweeper=self.sweeper,
         )
 
     # State ---------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """What the worker's parts share: who the worker is, whether it stops, what it did.
 
-Each part of the worker (claimer, follower, rescuer, heartbeat) is built with
-the queue, the container layer, this small state and the callbacks it needs,
-never with the whole :class:`~container_manager.worker.loop.Worker`, so that
-each can be built and tested alone (docs/architecture.md).
+Each part of the worker (claimer, follower, rescuer, heartbeat, host checks,
+clean-up) is built with the queue, the container layer, this small state and
+the callbacks it needs, never with the whole
+:class:`~container_manager.worker.loop.Worker`, so that each can be built and
+tested alone (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ class WorkerStats:
     jobs_finished: int = 0
     jobs_adopted: int = 0
     jobs_requeued: int = 0
+    #: The clean-up of leftover containers (worker/sweeper.py): containers
+    #: removed, killed, and ends of cancelled or timed-out jobs recorded.
+    containers_removed: int = 0
+    containers_killed: int = 0
+    container_ends_recorded: int = 0
     errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 

@@ -83,6 +83,7 @@ INTERNAL_MODULES = {
     "container_manager.queue.launching": "methods of JobQueueManager; LaunchOutcome re-exported",
     "container_manager.queue.leases": "methods of JobQueueManager",
     "container_manager.queue.hosts": "methods of JobQueueManager",
+    "container_manager.queue.cleanup": "methods of JobQueueManager",
     "container_manager.queue.manager": "re-exported by container_manager.queue",
     "container_manager.queue.reporting": "methods of JobQueueManager",
     "container_manager.worker.claimer": "worker internals",
@@ -92,6 +93,7 @@ INTERNAL_MODULES = {
     "container_manager.worker.loop": "re-exported by container_manager.worker",
     "container_manager.worker.rescuer": "worker internals",
     "container_manager.worker.state": "worker internals; WorkerStats re-exported",
+    "container_manager.worker.sweeper": "worker internals",
 }
 
 #: Names that Django, dataclasses or enum put on a class, not ours to document.
