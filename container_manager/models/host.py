@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -10,6 +12,7 @@ from django.db import models
 
 from container_manager.environment import parse_env_text
 from container_manager.models.queries import HostQuerySet
+from container_manager.models.validation import CheckedFieldsMixin, text_problem
 
 MAX_WEIGHT = 1000
 
@@ -38,9 +41,93 @@ _SCHEMES = {
     ExecutorType.DOCKER: ("unix://", "tcp://", "ssh://", "npipe://"),
     ExecutorType.PROCESS: ("",),
 }
+#: ``executor_config`` keys of the Docker executor that hold seconds.
+DOCKER_SECONDS_KEYS = (
+    "api_timeout_seconds",
+    "pull_timeout_seconds",
+    "reconcile_interval_seconds",
+    "log_read_timeout_seconds",
+)
+#: Keys of ``executor_config["tls"]`` that hold file paths.
+TLS_PATH_KEYS = ("ca_cert", "client_cert", "client_key")
 
 
-class ExecutorHost(models.Model):
+def connection_string_problem(executor_type: str, value: str) -> str:
+    """Say what is wrong with a host's connection string, or "" when nothing.
+
+    A Docker host needs ``unix://<path>``, ``npipe://<path>``,
+    ``tcp://<host>[:<port>]`` or ``ssh://[user@]<host>[:<port>]``, with a
+    port from 1 to 65535. Other executor types take any string.
+    """
+    if executor_type != ExecutorType.DOCKER:
+        return ""
+    if not value.startswith(_SCHEMES[ExecutorType.DOCKER]):
+        return "A Docker host needs a URL starting with unix://, tcp://, ssh:// or npipe://."
+    scheme, _, rest = value.partition("://")
+    if scheme in ("unix", "npipe"):
+        return "" if rest.strip("/") else f"{scheme}:// needs the path of the engine's socket."
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        return f"Not a valid {scheme}:// URL: {exc}."
+    if not parts.hostname:
+        return f"{scheme}:// needs a host name or address, e.g. {scheme}://127.0.0.1:2376."
+    if port == 0:
+        return "The port must be between 1 and 65535."
+    return ""
+
+
+def _positive_seconds(value: Any) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def executor_config_problem(executor_type: str, config: Any) -> str:
+    """Say what is wrong with a host's ``executor_config``, or "" when nothing.
+
+    The keys the built-in executors read are checked (docs/api-reference.md,
+    "Executors"); other keys are kept and ignored, as 1.0.x hosts may have them.
+    """
+    if not isinstance(config, dict):
+        return f"Must be a JSON object, not {type(config).__name__}."
+    if executor_type == ExecutorType.DOCKER:
+        for key in DOCKER_SECONDS_KEYS:
+            if key in config and not _positive_seconds(config[key]):
+                return f'"{key}" must be a positive number of seconds, not {config[key]!r}.'
+        network = config.get("default_network")
+        if network is not None and not isinstance(network, str):
+            return f'"default_network" must be a network name, not {network!r}.'
+        tls = config.get("tls")
+        if tls not in (None, {}, False):
+            if not isinstance(tls, dict):
+                return f'"tls" must be an object of {", ".join(TLS_PATH_KEYS)} and verify.'
+            for key in TLS_PATH_KEYS:
+                if key in tls and not isinstance(tls[key], str):
+                    return f'"tls"."{key}" must be the path of a file, not {tls[key]!r}.'
+            if bool(tls.get("client_cert")) != bool(tls.get("client_key")):
+                return '"tls" needs both "client_cert" and "client_key", or neither.'
+            if "verify" in tls and not isinstance(tls["verify"], bool):
+                return f'"tls"."verify" must be true or false, not {tls["verify"]!r}.'
+        auth = config.get("registry_auth")
+        if auth is not None and not (
+            isinstance(auth, dict) and all(isinstance(item, str) for item in auth.values())
+        ):
+            return '"registry_auth" must be an object of strings ("username", "password").'
+    if executor_type == ExecutorType.PROCESS:
+        output_dir = config.get("output_dir")
+        if output_dir not in (None, "") and not (
+            isinstance(output_dir, str) and output_dir.startswith("/")
+        ):
+            return f'"output_dir" must be an absolute path, not {output_dir!r}.'
+    return ""
+
+
+class ExecutorHost(CheckedFieldsMixin, models.Model):
     """A place that runs containers: a Docker engine, or this machine's processes.
 
     Example::
@@ -98,20 +185,34 @@ class ExecutorHost(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Validate, then write: a host that cannot work is never stored.
+
+        Raises:
+            ValidationError: A field is invalid (named); nothing is written.
+        """
+        # Executors registered by projects add types beyond the choices.
+        self.clean_fields(exclude=["executor_type"])
+        self.clean()
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
-        """Check that the connection string fits the executor type."""
+        """Check the connection string and ``executor_config`` against the executor type."""
         super().clean()
-        if not isinstance(self.executor_config, dict):
-            raise ValidationError({"executor_config": "Must be a JSON object."})
-        if self.executor_type == ExecutorType.DOCKER and not self.connection_string.startswith(
-            _SCHEMES[ExecutorType.DOCKER]
-        ):
-            raise ValidationError(
-                {
-                    "connection_string": "A Docker host needs a URL starting with "
-                    "unix://, tcp://, ssh:// or npipe://."
-                }
-            )
+        errors: dict[str, str] = {}
+        if not isinstance(self.executor_type, str) or not self.executor_type:
+            errors["executor_type"] = "An executor type is required, e.g. docker or process."
+        elif text_problem(self.executor_type):
+            errors["executor_type"] = text_problem(self.executor_type)
+        if isinstance(self.connection_string, str):
+            problem = connection_string_problem(self.executor_type, self.connection_string)
+            if problem:
+                errors["connection_string"] = problem
+        problem = executor_config_problem(self.executor_type, self.executor_config)
+        if problem:
+            errors["executor_config"] = problem
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def is_available(self) -> bool:
@@ -119,7 +220,7 @@ class ExecutorHost(models.Model):
         return self.is_active and not self.is_paused
 
 
-class EnvironmentVariableTemplate(models.Model):
+class EnvironmentVariableTemplate(CheckedFieldsMixin, models.Model):
     """A reusable set of environment variables, as ``KEY=VALUE`` lines.
 
     A job that names a template gets its variables, then its own on top.
@@ -143,7 +244,8 @@ class EnvironmentVariableTemplate(models.Model):
         return self.name
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """Validate the variables before writing, so a bad template is never stored."""
+        """Validate the fields and variables before writing, so a bad template is never stored."""
+        self.clean_fields()
         parse_env_text(self.environment_variables_text)
         super().save(*args, **kwargs)
 

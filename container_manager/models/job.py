@@ -16,6 +16,7 @@ from container_manager.conf import settings
 from container_manager.environment import validate_env_mapping
 from container_manager.exceptions import InvalidStateTransition, StaleJobError
 from container_manager.models.queries import JobQuerySet
+from container_manager.models.validation import CheckedFieldsMixin
 from container_manager.retry import RETRY_STRATEGIES, get_strategy, next_retry_at
 from container_manager.states import JobStatus
 
@@ -61,7 +62,7 @@ def has_run_past_timeout(started_at: datetime | None, timeout_seconds: int, now:
     return started_at is not None and now - started_at > timedelta(seconds=timeout_seconds)
 
 
-class ContainerJob(models.Model):
+class ContainerJob(CheckedFieldsMixin, models.Model):
     """A job: what to run (image, command, environment, limits) and what happened.
 
     Example::
@@ -208,6 +209,11 @@ class ContainerJob(models.Model):
                 name="cm_job_cpu_positive",
                 violation_error_message="CPU limit must be above 0.",
             ),
+            models.CheckConstraint(
+                condition=Q(status__in=JobStatus.values),
+                name="cm_job_status_known",
+                violation_error_message="Status must be one of the job states.",
+            ),
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -254,7 +260,7 @@ class ContainerJob(models.Model):
                 f"Unknown retry strategy {self.retry_strategy!r}; known: {known}."
             )
         ceiling = int(settings.MAX_TIMEOUT_SECONDS)
-        if self.timeout_seconds is not None and self.timeout_seconds > ceiling:
+        if isinstance(self.timeout_seconds, int) and self.timeout_seconds > ceiling:
             errors["timeout_seconds"] = (
                 f"Timeout of {self.timeout_seconds} s is above the maximum of {ceiling} s "
                 "(CONTAINER_MANAGER['MAX_TIMEOUT_SECONDS'])."
@@ -263,6 +269,15 @@ class ContainerJob(models.Model):
             errors["working_directory"] = "Working directory must be an absolute path."
         if not self.queue:
             errors["queue"] = "Queue name cannot be empty."
+        if self.status not in JobStatus.values:
+            errors["status"] = (
+                f"Unknown status {self.status!r}; known: {', '.join(JobStatus.values)}."
+            )
+        if not isinstance(self.environment, dict):
+            errors["environment"] = (
+                "Environment must be an object of NAME: value, not "
+                f"{type(self.environment).__name__}."
+            )
         if errors:
             raise ValidationError(errors)
 

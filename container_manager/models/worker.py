@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from container_manager.models.validation import CheckedFieldsMixin
+
 
 class WorkerStatus(models.TextChoices):
     """A worker's own account of itself."""
@@ -13,7 +15,7 @@ class WorkerStatus(models.TextChoices):
     STOPPED = "stopped", "Stopped"
 
 
-class Worker(models.Model):
+class Worker(CheckedFieldsMixin, models.Model):
     """A ``process_container_jobs --queue-mode`` process.
 
     Workers register at start, heartbeat every ``HEARTBEAT_SECONDS`` and mark

@@ -17,6 +17,7 @@ from django.db import transaction
 from container_manager import states
 from container_manager.exceptions import ContainerStopDeferredError, InvalidStateTransition
 from container_manager.models import ContainerJob, ExecutorHost, JobQueue
+from container_manager.models.queue import check_queue_name
 from container_manager.notify import announce_work
 from container_manager.queue.base import ManagerBase
 from container_manager.states import JobStatus
@@ -36,8 +37,7 @@ class ControlMixin(ManagerBase):
     # Queues --------------------------------------------------------------------
 
     def _set_queue_paused(self, name: str, is_paused: bool) -> JobQueue:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError("A queue name must be a non-empty string")
+        check_queue_name(name)
         row, _ = JobQueue.objects.using(self.using).update_or_create(
             name=name, defaults={"is_paused": is_paused}
         )
@@ -54,7 +54,8 @@ class ControlMixin(ManagerBase):
             The ``JobQueue`` row.
 
         Raises:
-            ValueError: An empty name.
+            ValueError: An empty name, one over 100 characters, or one with a
+                NUL character or a lone surrogate.
         """
         return self._set_queue_paused(name, True)
 
@@ -68,7 +69,8 @@ class ControlMixin(ManagerBase):
             The ``JobQueue`` row.
 
         Raises:
-            ValueError: An empty name.
+            ValueError: An empty name, one over 100 characters, or one with a
+                NUL character or a lone surrogate.
         """
         row = self._set_queue_paused(name, False)
         announce_work(name, using=self.using)

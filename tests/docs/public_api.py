@@ -72,6 +72,7 @@ INTERNAL_MODULES = {
     "container_manager.models.job": "re-exported by container_manager.models",
     "container_manager.models.queue": "re-exported by container_manager.models",
     "container_manager.models.worker": "re-exported by container_manager.models",
+    "container_manager.models.validation": "field checks run by the models' clean_fields()",
     "container_manager.notify": "LISTEN/NOTIFY plumbing behind JobQueueManager.wait_for_work",
     "container_manager.models.queries": "JobQuerySet re-exported by container_manager.models",
     "container_manager.queue.base": "re-exported by container_manager.queue",

@@ -17,6 +17,7 @@ from container_manager.exceptions import (
     QueueError,
     StaleJobError,
 )
+from container_manager.executors.base import HealthReport
 from container_manager.models import ContainerJob, ExecutorHost, JobQueue
 from container_manager.queue import JobQueueManager, queue_manager
 from container_manager.states import JobStatus
@@ -61,6 +62,10 @@ class FakeContainers:
     def find(self, job):
         self.calls.append(("find", job.pk))
         return self.found.get(job.pk)
+
+    def check_host(self, host):
+        self.calls.append(("check_host", host.pk))
+        return HealthReport(is_healthy=True, detail="fake host answers")
 
 
 def make_host(name="local", **fields):
