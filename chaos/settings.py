@@ -27,6 +27,8 @@ _overrides: dict[str, Any] = {
     "HEARTBEAT_SECONDS": int(os.environ.get("CHAOS_HEARTBEAT_SECONDS", "5")),
     "CONTAINER_RETENTION": os.environ.get("CHAOS_RETENTION", "remove"),
     "CONTAINER_NAME_PREFIX": os.environ.get("CHAOS_NAME_PREFIX", "chaos"),
+    # Leftovers of faults are cleaned up well within the run's --cleanup-grace.
+    "CLEANUP_INTERVAL_SECONDS": int(os.environ.get("CHAOS_CLEANUP_SECONDS", "10")),
 }
 if os.environ.get("CHAOS_RUN_ID"):
     _overrides["CONTAINER_LABELS"] = {"container_manager.chaos_run": os.environ["CHAOS_RUN_ID"]}
