@@ -238,8 +238,10 @@ CATALOGUE: dict[str, ErrorCode] = _codes(
     ),
     E(
         "WORKER_LOST",
-        "The worker holding the job stopped before the container started",
-        "Nothing to do: the job was put back in the queue.",
+        "The worker holding the job was lost (killed, stopped or cut off) and no "
+        "container of its attempt runs",
+        "Nothing to do: the job was put back in the queue without spending a retry, "
+        "once its attempt was known not to run; last_error says what became of it.",
         True,
     ),
     E(
