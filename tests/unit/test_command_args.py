@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerJob, ExecutorHost, Worker
 from container_manager.queue import queue_manager
 from container_manager.states import JobStatus
 
@@ -37,11 +37,36 @@ def run(*args: str) -> str:
         (["--worker-id=a"], "--worker-id only applies to --queue-mode"),
         (["--queues=reports"], "--queues only applies to --queue-mode"),
         (["--queue-mode", "--queues=reports,,x"], "--queues must be comma-separated queue names"),
+        (
+            ["--queue-mode", "--max-concurrent=100000000000000000000"],
+            "--max-concurrent must be at most 10000, not 100000000000000000000",
+        ),
+        (["--queue-mode", "--poll-interval=7200"], "--poll-interval must be at most 3600"),
+        (["--queue-mode", "--once", "--timeout=10" + "0" * 19], "--timeout must be at most 86400"),
+        (["--job-id=" + "9" * 30], "--job-id must be at most 9223372036854775807"),
+        (["--queue-mode", "--worker-id=" + "w" * 250], "--worker-id has at most 200 characters"),
+        (["--queue-mode", "--worker-id=a\x00b"], "--worker-id must be printable text"),
+        (["--queue-mode", "--worker-id=a\nb"], "--worker-id must be printable text"),
     ],
 )
 def test_invalid_arguments_raise_command_error_naming_the_problem(args, message):
     with pytest.raises(CommandError, match=message.replace("(", r"\(")):
         run(*args)
+
+
+def test_a_job_id_that_does_not_exist_is_an_error_not_an_empty_success():
+    with pytest.raises(CommandError, match="No job with id 999999"):
+        run("--job-id=999999")
+
+
+def test_range_errors_leave_nothing_registered_or_claimed():
+    job = ContainerJob.objects.create(command="echo")
+    queue_manager.queue_job(job)
+    with pytest.raises(CommandError):
+        run("--queue-mode", "--once", "--max-concurrent=100000000000000000000")
+    job.refresh_from_db()
+    assert (job.status, job.attempt, job.worker_id) == (JobStatus.QUEUED, 0, "")
+    assert not Worker.objects.exists()
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,16 @@ logger = logging.getLogger(__name__)
 
 LEGACY_STATUSES = ["pending", "running", "failed"]
 
+#: The range of each numeric flag (docs/command-reference.md, "Options").
+FLAG_RANGES: dict[str, tuple[int, int]] = {
+    "max_concurrent": (1, 10_000),
+    "poll_interval": (1, 3_600),
+    "timeout": (1, 86_400),
+    "job_id": (1, 2**63 - 1),
+}
+#: The longest ``--worker-id`` (the column of ``Worker.worker_id``).
+MAX_WORKER_ID_LENGTH = 200
+
 EXAMPLES = """
 Examples:
 
@@ -127,14 +137,27 @@ class Command(BaseCommand):
         """
         if options["queue_mode"] and (options["job_id"] or options["status"]):
             raise CommandError("Cannot use --queue-mode with --job-id or --status")
-        if options["max_concurrent"] < 1:
-            raise CommandError("--max-concurrent must be at least 1")
-        if options["poll_interval"] < 1:
-            raise CommandError("--poll-interval must be at least 1")
-        if options["timeout"] < 1:
-            raise CommandError("--timeout must be at least 1")
-        if options["job_id"] is not None and options["job_id"] < 1:
-            raise CommandError("--job-id must be a positive job id")
+        for key, (low, high) in FLAG_RANGES.items():
+            value = options[key]
+            if value is None:
+                continue
+            name = "--" + key.replace("_", "-")
+            if value < low:
+                if key == "job_id":
+                    raise CommandError("--job-id must be a positive job id")
+                raise CommandError(f"{name} must be at least {low}")
+            if value > high:
+                raise CommandError(f"{name} must be at most {high}, not {value}")
+        worker_id = options["worker_id"]
+        if len(worker_id) > MAX_WORKER_ID_LENGTH:
+            raise CommandError(
+                f"--worker-id has at most {MAX_WORKER_ID_LENGTH} characters "
+                f"(this one has {len(worker_id)})"
+            )
+        if worker_id and not worker_id.isprintable():
+            raise CommandError(
+                f"--worker-id must be printable text, without control characters: {worker_id!r}"
+            )
         if not options["queue_mode"]:
             for flag in ("once", "worker_id", "queues"):
                 if options[flag]:
@@ -236,6 +259,9 @@ class Command(BaseCommand):
         else:
             queryset = ContainerJob.objects.filter(status=JobStatus.RUNNING)
         jobs = list(queryset.select_related("host").order_by("id"))
+        if not jobs and options["job_id"]:
+            # What was asked for does not exist: a script must see it.
+            raise CommandError(f"No job with id {options['job_id']}")
         if not jobs:
             self._say("No jobs found to process")
             return
