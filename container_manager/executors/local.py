@@ -29,6 +29,17 @@ What a user can rely on (Linux; see "Elsewhere" below):
   the rescuer kills such a process's groups (:meth:`kill` works on them),
   waits until :meth:`find` no longer sees it, and only then queues the job
   again.
+- **An attempt that ended is not run again.** Each attempt's directory is
+  named after it (``<output root>/cm-job-42-a1-<random>``), and its
+  supervisor writes the command's exit code there (``exit_code``) once the
+  attempt ended by itself, before it exits, even when the worker that
+  started it is gone. :meth:`ended_attempt` reads it from any worker
+  process of this machine; :meth:`adopt_ended` makes such an attempt this
+  executor's own, as an ended process (followed, read and removed like
+  one), and :meth:`launch` of an attempt that ended here answers it instead
+  of starting it again. An attempt killed because its worker died (or was
+  stopped by its worker) leaves no such file: it did not end, and its job is
+  queued again.
 - **One machine.** Processes are seen on the machine (PID namespace) of the
   worker that started them only. A rescuer on another machine cannot see
   them, so it does not requeue their job until the attempt's deadline
@@ -59,6 +70,7 @@ What differs from Docker, on purpose or by nature:
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import queue
@@ -121,6 +133,7 @@ ATTEMPT_VARIABLE = "CONTAINER_MANAGER_ATTEMPT"
 NAME_VARIABLE = "CONTAINER_MANAGER_NAME"
 SUPERVISOR_VARIABLE = process_supervisor.SUPERVISOR_VARIABLE
 SUPERVISOR_SCRIPT = str(Path(process_supervisor.__file__).resolve())
+EXIT_FILE = process_supervisor.EXIT_FILE
 PROC = Path("/proc")
 #: Can processes of this machine be looked up (Linux's /proc)?
 HAS_PROC = sys.platform.startswith("linux") and (PROC / "self" / "environ").exists()
@@ -206,6 +219,34 @@ def attempt_processes(name: str) -> list[MachineProcess]:
     return labelled + [MachineProcess(pid, pgid) for pid, pgid in others if pgid in groups]
 
 
+def _read_exit_file(path: Path, job_id: int, attempt: int) -> ExitStatus | None:
+    """The end a supervisor wrote (``<code> <pid> <how>``); None if none or unreadable."""
+    try:
+        fields = path.read_text(encoding="ascii", errors="replace").split()
+        written_at = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError:
+        return None
+    if len(fields) < 2 or not all(f.lstrip("-").isdigit() for f in fields[:2]):
+        logger.warning("Ignoring an unreadable exit file %s: %r", path, fields)
+        return None
+    code, pid = int(fields[0]), int(fields[1])
+    how = fields[2] if len(fields) > 2 else process_supervisor.ENDED_BY_ITSELF
+    error = ""
+    if how == process_supervisor.ENDED_AT_DEADLINE:
+        error = (
+            f"Killed by its supervisor at its deadline (timeout + {DEADLINE_GRACE_SECONDS} s): "
+            "no worker was left to time it out"
+        )
+    ref = ContainerRef(job_id, attempt, f"pid-{pid}-{path.parent.name}")
+    return ExitStatus(ref=ref, exit_code=code, finished_at=written_at, error=error)
+
+
+def _pid_of_id(container_id: str) -> int:
+    """The pid in a local process's id (``pid-<pid>-<directory>``), or 0."""
+    pid = container_id.partition("-")[2].partition("-")[0]
+    return int(pid) if pid.isdigit() else 0
+
+
 def _ref_of(job_id: int, attempt: int, processes: list[MachineProcess]) -> ContainerRef:
     """The reference of an attempt found among the machine's processes."""
     commands = [p for p in processes if not p.supervisor_of]
@@ -264,8 +305,9 @@ _spawner = _Spawner()
 @dataclass
 class _Process:
     ref: ContainerRef
-    #: The supervisor: this executor's child, whose exit status is the command's.
-    popen: subprocess.Popen[bytes]
+    #: The supervisor: this executor's child, whose exit status is the command's;
+    #: None for an ended attempt of another worker process (:meth:`adopt_ended`).
+    popen: subprocess.Popen[bytes] | None
     #: The command's process group (its leader's pid).
     pgid: int
     directory: Path
@@ -336,6 +378,16 @@ class LocalProcessExecutor(Executor):
             with self._lock:
                 # Registered: later launches of the attempt find it without the lock.
                 self._starting.pop(key, None)
+        if process.popen is None:
+            logger.warning(
+                "Job %s attempt %s already ran on this machine and ended (exit code file in %s); "
+                "not started again",
+                spec.job_id,
+                spec.attempt,
+                process.directory,
+                extra={"job_id": spec.job_id},
+            )
+            return process.ref
         threading.Thread(
             target=self._reap, args=(process,), name=f"cm-local-{process.pgid}", daemon=True
         ).start()
@@ -356,6 +408,12 @@ class LocalProcessExecutor(Executor):
                 f"(pids {sorted(p.pid for p in elsewhere)}), started by another worker process",
                 transient=True,
             )
+        ended = self.ended_attempt(spec.job_id, spec.attempt)
+        if ended is not None:
+            # It ran here already, started by a worker process that is gone.
+            self.adopt_ended(ended)
+            with self._lock:
+                return self._by_attempt[(spec.job_id, spec.attempt)]
         process = self._start(spec)
         with self._lock:
             self._by_attempt[(spec.job_id, spec.attempt)] = process
@@ -440,6 +498,7 @@ class LocalProcessExecutor(Executor):
     def _reap(self, process: _Process) -> None:
         # The supervisor exits once the command's group is gone, with its exit
         # code (a signal death as 128 + signal, like Docker: SIGKILL is 137).
+        assert process.popen is not None
         code = process.popen.wait()
         exit_code = 128 - code if code < 0 else code
         process.ended.set()
@@ -468,6 +527,64 @@ class LocalProcessExecutor(Executor):
             return process.ref
         found = attempt_processes(container_name(job_id, attempt))
         return _ref_of(job_id, attempt, found) if found else None
+
+    def _root(self) -> Path:
+        return Path(self._output_root or tempfile.gettempdir())
+
+    def attempt_directories(self, job_id: int, attempt: int) -> list[Path]:
+        """The output directories of one attempt on this machine (``<name>-<random>``)."""
+        pattern = f"{glob.escape(container_name(job_id, attempt))}-*"
+        try:
+            return sorted(path for path in self._root().glob(pattern) if path.is_dir())
+        except OSError:
+            return []
+
+    def ended_attempt(self, job_id: int, attempt: int) -> ExitStatus | None:
+        """How an attempt of this machine ended by itself, from its directory; None if it did not.
+
+        Reads the exit file its supervisor writes once the command's group
+        is gone (see :mod:`~container_manager.executors.process_supervisor`),
+        so it answers for an attempt started by any worker process of this
+        machine, a dead one included, as long as its directory exists under
+        this host's output root. None while the attempt runs, when it was
+        killed because its worker died or stopped it (no file is written
+        then), or when its directory is gone.
+        """
+        found = [
+            status
+            for directory in self.attempt_directories(job_id, attempt)
+            if (status := _read_exit_file(directory / EXIT_FILE, job_id, attempt)) is not None
+        ]
+        if not found:
+            return None
+        # One directory per started attempt; should there be more, the latest end.
+        return max(found, key=lambda status: status.finished_at or datetime.min.replace(tzinfo=UTC))
+
+    def adopt_ended(self, status: ExitStatus) -> ContainerRef:
+        """Make an ended attempt of another worker process (:meth:`ended_attempt`) this one's.
+
+        It is then known as an ended process of this executor: :meth:`find`
+        and :meth:`launch` answer it, :meth:`can_follow` is True,
+        :meth:`wait_finished` reports ``status`` at once, and :meth:`logs`,
+        :meth:`follow_progress` and :meth:`remove` work on its directory. So
+        its end is recorded as if this worker had run it.
+
+        Returns:
+            Its reference (the one already known, if it was adopted before).
+        """
+        ref = status.ref
+        key = (ref.job_id, ref.attempt)
+        pid = _pid_of_id(ref.container_id)
+        with self._lock:
+            existing = self._by_attempt.get(key)
+            if existing is not None:
+                return existing.ref
+            process = _Process(ref=ref, popen=None, pgid=pid, directory=self._directory_of(ref))
+            process.ended.set()
+            self._by_attempt[key] = process
+            self._by_id[ref.container_id] = process
+        self._board.post(status)
+        return ref
 
     def can_follow(self, ref: ContainerRef) -> bool:
         """Tell whether this executor started ``ref`` and so can report its end.
@@ -532,7 +649,7 @@ class LocalProcessExecutor(Executor):
     def _signal(self, process: _Process, signum: int) -> bool:
         # Only while the supervisor is unreaped: it reaps the leader last, so
         # until then the group's id cannot have been reused.
-        if process.popen.returncode is not None or process.ended.is_set():
+        if process.popen is None or process.ended.is_set() or process.popen.returncode is not None:
             return False
         try:
             os.killpg(process.pgid, signum)
@@ -556,6 +673,12 @@ class LocalProcessExecutor(Executor):
 
     def _kill_elsewhere(self, ref: ContainerRef) -> None:
         found = attempt_processes(container_name(ref.job_id, ref.attempt))
+        # The supervisors first: one that saw its command killed would write
+        # the kill down as the attempt's own end (an exit file, exit code 137).
+        for process in found:
+            if process.supervisor_of:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(process.pid, signal.SIGKILL)
         for pgid in sorted({p.pgid for p in found}):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
@@ -636,11 +759,26 @@ class LocalProcessExecutor(Executor):
         return HealthReport(is_healthy=True, detail=f"local processes on {socket.gethostname()}")
 
     def close(self) -> None:
-        """Kill the process groups still running: no other worker could adopt them."""
+        """Kill the process groups still running: no other worker could adopt them.
+
+        Each supervisor is told to stop (``SIGTERM``) and kills its group
+        itself, so that it writes no exit file: the attempt did not end, and
+        its job is queued again, not recorded as killed. A group still alive
+        after :data:`REAP_TIMEOUT_SECONDS` is killed from here.
+        """
         with self._lock:
             processes = list(self._by_id.values())
+        stopping = []
         for process in processes:
-            if self._signal(process, signal.SIGKILL):
+            if process.popen is not None and not process.ended.is_set():
+                with contextlib.suppress(OSError):
+                    process.popen.send_signal(signal.SIGTERM)
+                stopping.append(process)
+        deadline = time.monotonic() + REAP_TIMEOUT_SECONDS
+        for process in stopping:
+            process.ended.wait(max(0.0, deadline - time.monotonic()))
+        for process in stopping:
+            if process.ended.is_set() or self._signal(process, signal.SIGKILL):
                 logger.warning(
                     "Killed job %s (pid %s) on executor shutdown",
                     process.ref.job_id,

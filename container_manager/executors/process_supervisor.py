@@ -36,6 +36,19 @@ supervisor's own. Once the command runs it writes ``ok <pid>`` on its stdout
 command could not start (kind ``invalid`` for a missing program or working
 directory, ``oserror`` otherwise). It exits with the command's exit code, or
 128 + N when the command died of signal N.
+
+Once the command's whole group is gone, and before it exits, it writes
+``<output directory>/exit_code`` (atomically: a temporary file, fsynced,
+then renamed over it): one line, ``<exit code> <command pid> <how>``, where
+``how`` is ``exited`` (the command ended by itself: its exit code, or 128 + N
+for a signal N that did not come from the supervisor) or ``deadline`` (the
+supervisor killed it at its deadline; exit code 137). When the supervisor
+killed the group because it was told to stop (``SIGTERM`` or ``SIGHUP``: its
+worker died, or the worker stops it) it writes no file: the attempt did not
+end by itself, so a rescuer queues the job again. The file is how a worker
+process other than the one that started the attempt learns how it ended
+(``LocalProcessExecutor.ended_attempt``) when the starting worker died
+before recording the end.
 """
 
 from __future__ import annotations
@@ -59,6 +72,11 @@ PR_SET_PDEATHSIG = 1
 #: How often the parent is polled where the kernel cannot signal its death.
 PARENT_POLL_SECONDS = 0.2
 STDOUT_FILE = "stdout.log"
+#: Written in the output directory once the attempt ended by itself (see above).
+EXIT_FILE = "exit_code"
+#: The ``how`` of an exit file.
+ENDED_BY_ITSELF = "exited"
+ENDED_AT_DEADLINE = "deadline"
 
 
 def set_parent_death_signal(signum: int) -> bool:
@@ -83,6 +101,8 @@ class Supervisor:
         self.parent_pid = parent_pid
         self.pgid = 0
         self.is_killing = False
+        #: The first signal that made the supervisor kill the group (0: none).
+        self.stopped_by = 0
 
     def kill_group(self, signum: int = signal.SIGKILL) -> None:
         self.is_killing = True
@@ -93,6 +113,8 @@ class Supervisor:
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         # The worker died (parent-death signal), the deadline passed, or
         # someone asked the supervisor to stop: the whole group goes.
+        if not self.stopped_by:
+            self.stopped_by = signum
         self.kill_group()
 
     def watch_parent(self) -> None:
@@ -119,6 +141,48 @@ def _exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.waitstatus_to_exitcode(status)
+
+
+def how_it_ended(supervisor: Supervisor, status: int) -> str:
+    """``exited`` or ``deadline`` for an attempt that ended (see above); "" when it was stopped.
+
+    The leader died of the supervisor's ``SIGKILL`` only when the supervisor
+    was killing and the leader died of ``SIGKILL``; any other end (an exit
+    code, another signal, or a ``SIGKILL`` the supervisor did not send) is
+    the command's own, even if a stop request came just after it.
+    """
+    killed_here = (
+        supervisor.is_killing and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    )
+    if not killed_here:
+        return ENDED_BY_ITSELF
+    return ENDED_AT_DEADLINE if supervisor.stopped_by == signal.SIGALRM else ""
+
+
+def write_exit_file(directory: str, exit_code: int, pid: int, how: str) -> None:
+    """Write ``<directory>/exit_code`` atomically; nothing if the directory is gone."""
+    if not directory:
+        return
+    path = os.path.join(directory, EXIT_FILE)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, f"{exit_code} {pid} {how}\n".encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+        with contextlib.suppress(OSError):
+            directory_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(directory_fd)
+            finally:
+                os.close(directory_fd)
+    except OSError:
+        # The directory was removed meanwhile: nobody is left to read it.
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
 
 
 def main(argv: list[str]) -> int:
@@ -165,10 +229,17 @@ def main(argv: list[str]) -> int:
     # (the group's id) cannot be reused, so the rest of the group can be
     # killed safely before the leader is reaped.
     os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    signal.alarm(0)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(child.pid, signal.SIGKILL)
     _, status = os.waitpid(child.pid, 0)
-    return _exit_code(status)
+    # Reaped: its id may be reused, so a late stop request must not kill by it.
+    supervisor.pgid = 0
+    code = _exit_code(status)
+    how = how_it_ended(supervisor, status)
+    if how:
+        write_exit_file(directory, code, child.pid, how)
+    return code
 
 
 if __name__ == "__main__":

@@ -31,8 +31,17 @@ known gone:
   process group of the attempt, waits until ``/proc`` shows none of its
   processes (at most :data:`KILL_WAIT_SECONDS`; else it lets the lease
   expire again and a later pass retries), and only then queues the job again.
-- **Not found, and the attempt ran on this machine** (the holder's
-  ``Worker`` row names this hostname): no process of it runs, so the job is
+- **Not found, but the attempt ended by itself** (its supervisor wrote the
+  command's exit code in the attempt's directory, ``exit_code``, before the
+  worker that started it could record the end): the job is taken over, the
+  ended attempt is adopted (``LocalProcessExecutor.adopt_ended``) and the
+  follower records its end and output through ``finish_job``, as the lost
+  worker would have, then applies ``CONTAINER_RETENTION``. A job still in a
+  launch step is relaunched instead, and the launch of the ended attempt
+  answers it without starting it again. The job is not run twice.
+- **Not found, no exit file, and the attempt ran on this machine** (the
+  holder's ``Worker`` row names this hostname): no process of it runs and it
+  did not end by itself (it was killed with its worker), so the job is
   queued again.
 - **Not found, and the attempt ran on another machine** (or on one nobody
   knows): its processes cannot be seen from here. The job is queued again
@@ -40,7 +49,18 @@ known gone:
   ``local.DEADLINE_GRACE_SECONDS``), when its supervisor has killed it
   wherever it ran; until then a worker of that machine rescues it first.
 
-Each requeue's ``last_error`` says which of these happened.
+A killed process is checked for an exit file too, once gone: one that ended
+by itself just before the kill is recorded, not run again.
+
+Jobs whose host is recorded ``unhealthy`` are left alone (their containers
+cannot be looked up) until the host answers again; this is logged once per
+outage. A host that does not answer a look-up is checked
+(``probe_host``) and, when it does not answer that either, recorded
+unhealthy (``record_host_health``), so that later passes skip it too.
+
+Each requeue's ``last_error`` says which of these happened; a job whose
+launch was left for the rescue while its host did not answer
+(``HOST_UNAVAILABLE``) says so, and that the host has no container of it.
 """
 
 from __future__ import annotations
@@ -57,8 +77,9 @@ from container_manager import states
 from container_manager.containers import Containers
 from container_manager.exceptions import ExecutorError
 from container_manager.executors import local
-from container_manager.executors.base import ContainerRef, Executor
-from container_manager.models import ContainerJob, ExecutorType, Worker
+from container_manager.executors.base import ContainerRef, Executor, ExitStatus
+from container_manager.models import ContainerJob, ExecutorHost, ExecutorType, Worker
+from container_manager.models.host import HealthStatus
 from container_manager.queue import JobQueueManager
 from container_manager.states import JobStatus
 from container_manager.worker.state import WorkerState
@@ -79,6 +100,19 @@ def _pid_in(container_id: str) -> str:
     kind, _, rest = container_id.partition("-")
     pid = rest.partition("-")[0]
     return pid if kind == "pid" and pid.isdigit() else ""
+
+
+#: The error code of a job left for the rescue because its host did not answer.
+HOST_UNAVAILABLE = "HOST_UNAVAILABLE"
+
+
+def _ended_attempt(executor: Executor, job: ContainerJob) -> ExitStatus | None:
+    """How the job's current attempt ended by itself on this machine, if it did (local only)."""
+    ended_attempt = getattr(executor, "ended_attempt", None)
+    if ended_attempt is None:
+        return None
+    status = ended_attempt(int(job.pk), int(job.attempt))
+    return status if isinstance(status, ExitStatus) else None
 
 
 def _can_follow(executor: Executor, ref: ContainerRef) -> bool:
@@ -120,6 +154,8 @@ class Rescuer:
         self._follow_job = follow
         #: Jobs of other machines already said to wait for their deadline (logged once).
         self._waiting_elsewhere: set[int] = set()
+        #: Hosts recorded unhealthy whose expired jobs were said to wait (logged once an outage).
+        self._hosts_down: set[int] = set()
 
     def expire_own_leases(self) -> int:
         """Expire the leases of jobs held under this worker id by an earlier process.
@@ -167,11 +203,16 @@ class Rescuer:
         """
         handled = 0
         state = self.state
-        for job in self.queue_manager.expired_jobs(limit=max(free_slots, 0) + EXTRA_CANDIDATES):
+        jobs = self.queue_manager.expired_jobs(limit=max(free_slots, 0) + EXTRA_CANDIDATES)
+        down = self._note_hosts_down(jobs)
+        for job in jobs:
             if state.is_stopping:
                 break
             if not state.serves(job.queue):
                 # A worker dedicated to some queues leaves the others' jobs to their workers.
+                continue
+            if job.host_id is not None and int(job.host_id) in down:
+                # Its containers cannot be looked up: it waits for the host to answer.
                 continue
             try:
                 if self.rescue_job(job, adopt=self._free_slots() > 0):
@@ -179,6 +220,9 @@ class Rescuer:
             except ExecutorError as exc:
                 # The host does not answer: whether a container exists is
                 # unknown, so the job waits for a later pass.
+                if job.host_id is not None and self._host_is_down(job, exc):
+                    down.add(int(job.host_id))
+                    continue
                 logger.warning(
                     "Job %s waits for its host to answer: %s",
                     job.pk,
@@ -192,6 +236,64 @@ class Rescuer:
                     extra={"job_id": job.pk, "worker_id": state.worker_id},
                 )
         return handled
+
+    def _note_hosts_down(self, jobs: list[ContainerJob]) -> set[int]:
+        """The hosts of ``jobs`` recorded unhealthy; says once per outage that their jobs wait."""
+        down: dict[int, ExecutorHost] = {}
+        up: set[int] = set()
+        for job in jobs:
+            host = job.host
+            if host is None or job.host_id is None:
+                continue
+            if getattr(host, "health_status", None) == HealthStatus.UNHEALTHY:
+                down[int(job.host_id)] = host
+            else:
+                up.add(int(job.host_id))
+        self._hosts_down -= up
+        unseen = self._hosts_down - set(down)
+        if unseen:
+            # Hosts none of whose jobs is in this pass: forgotten once they answer again.
+            self._hosts_down -= set(
+                ExecutorHost.objects.filter(pk__in=unseen)
+                .exclude(health_status=HealthStatus.UNHEALTHY)
+                .values_list("pk", flat=True)
+            )
+        for host_id, host in down.items():
+            if host_id not in self._hosts_down:
+                self._hosts_down.add(host_id)
+                waiting = sum(1 for job in jobs if job.host_id == host_id)
+                logger.warning(
+                    "Host %s does not answer (%s): %s job(s) whose worker was lost wait for it "
+                    "before they are adopted or queued again",
+                    host.name,
+                    host.health_error or "unhealthy",
+                    waiting,
+                    extra={"worker_id": self.state.worker_id},
+                )
+        return set(down)
+
+    def _host_is_down(self, job: ContainerJob, exc: ExecutorError) -> bool:
+        """After a failed look-up: does the job's host answer at all? If not, record it unhealthy.
+
+        Returns:
+            True when the host was found not answering (and is now recorded
+            so): its other jobs are skipped, the outage logged once by the queue.
+        """
+        host = job.host
+        probe = getattr(self.queue_manager, "probe_host", None)
+        record = getattr(self.queue_manager, "record_host_health", None)
+        if host is None or job.host_id is None or probe is None or record is None:
+            return False
+        try:
+            report = probe(host)
+        except Exception:
+            logger.warning("Checking host %s failed", host.name, exc_info=True)
+            return False
+        if report.is_healthy:
+            return False
+        record(host, False, report.detail or str(exc))
+        self._hosts_down.add(int(job.host_id))
+        return True
 
     def rescue_job(self, job: ContainerJob, adopt: bool = True) -> bool:
         """Adopt one expired job if its container exists, or requeue it.
@@ -210,9 +312,16 @@ class Rescuer:
         ref = self.containers.find(job)
         is_local = getattr(job.host, "executor_type", None) == ExecutorType.PROCESS
         if is_local:
-            if ref is None:
-                return self._requeue_local(job)
             executor = self.containers.executor_for(job)
+            if ref is None:
+                ended = _ended_attempt(executor, job)
+                if ended is None:
+                    return self._requeue_local(job)
+                if not adopt:
+                    return False
+                if not self.queue_manager.take_over(job, state.worker_id, state.lease_seconds):
+                    return False
+                return self._adopt_ended(job, executor, ended)
             if not _can_follow(executor, ref):
                 return self._kill_then_requeue(job, executor, ref)
         elif ref is None:
@@ -242,13 +351,54 @@ class Rescuer:
         self._follow_job(job, ref)
 
     def _requeue(self, job: ContainerJob) -> bool:
-        if not self.queue_manager.requeue_orphan(job):
+        host = getattr(job.host, "name", None) or "?"
+        if job.error_code == HOST_UNAVAILABLE:
+            # Left for the rescue by a launch that could not reach the host:
+            # the worker is not known to be lost, nor the container never made.
+            happened = (
+                f"was launched while host {host!r} did not answer, so whether it made a "
+                f"container was unknown; the host answers again and has no container of it"
+            )
+        else:
+            happened = f"has no container on host {host!r} (none was made, or it was removed since)"
+        if not self.queue_manager.requeue_orphan(job, what_happened=happened):
             return False
         self.state.stats.count("jobs_requeued")
-        self.state.echo(f"Requeued job {job.pk}: attempt {job.attempt} never made a container")
+        self.state.echo(f"Requeued job {job.pk}: attempt {job.attempt} {happened}")
         return True
 
     # Local processes ---------------------------------------------------------
+
+    def _adopt_ended(self, job: ContainerJob, executor: Executor, ended: ExitStatus) -> bool:
+        """Record the end of a held job's attempt that ended by itself while its worker was lost.
+
+        The job is held by this worker (taken over). The ended attempt becomes
+        an ended process of this worker's executor, so the usual path records
+        it: the follower's ``finish_job`` (a running job) or the relaunch (a
+        job caught in a launch step: the launch answers the ended attempt
+        without starting it), then ``CONTAINER_RETENTION``.
+        """
+        adopt_ended = getattr(executor, "adopt_ended", None)
+        if adopt_ended is None:
+            return False
+        ref: ContainerRef = adopt_ended(ended)
+        state = self.state
+        state.stats.count("jobs_adopted")
+        logger.warning(
+            "Job %s: attempt %s ended by itself (exit code %s) while its worker was lost; "
+            "recording its end",
+            job.pk,
+            job.attempt,
+            ended.exit_code,
+            extra={"job_id": job.pk, "worker_id": state.worker_id},
+        )
+        if job.status in states.LAUNCHING_STATUSES:
+            self._relaunch(job)
+            return True
+        if job.status == JobStatus.RUNNING and not job.container_id:
+            self.queue_manager.record_container(job, state.worker_id, ref.container_id)
+        self._follow(job, ref)
+        return True
 
     def _requeue_local(self, job: ContainerJob) -> bool:
         """Requeue a local-process job none of whose processes runs here, when that suffices."""
@@ -316,6 +466,11 @@ class Rescuer:
                 )
                 return False
             pause.wait(KILL_POLL_SECONDS)
+        ended = _ended_attempt(executor, job)
+        if ended is not None:
+            # It ended by itself just before the kill (its supervisor wrote its
+            # exit code): its end is recorded, it is not run again.
+            return self._adopt_ended(job, executor, ended)
         happened = (
             f"lost its worker while its process (pid {pid}) still ran on "
             f"{local.machine_name()!r}; the process was killed, and was gone before the job "

@@ -17,7 +17,7 @@ import pytest
 from django.utils import timezone
 
 from container_manager.executors import get_executor
-from container_manager.executors.local import machine_name
+from container_manager.executors.local import EXIT_FILE, machine_name
 from container_manager.models import ContainerJob, ExecutorHost, Worker
 from container_manager.queue import queue_manager
 from container_manager.states import JobStatus
@@ -112,6 +112,11 @@ def queue_job(host: ExecutorHost, runs: Runs) -> ContainerJob:
     return job
 
 
+def exit_files(tmp_path: Path, job: ContainerJob, attempt: int) -> list[Path]:
+    """The exit files the supervisors of one attempt wrote in the host's output root."""
+    return sorted((tmp_path / "out").glob(f"*-job-{job.pk}-a{attempt}-*/{EXIT_FILE}"))
+
+
 def assert_gone(pids: list[int], pgid: int) -> None:
     assert not group_is_alive(pgid), f"process group {pgid} still runs"
     assert not [pid for pid in pids if pid_is_alive(pid)], pids
@@ -138,6 +143,8 @@ def test_a_sigkilled_workers_process_dies_and_the_job_runs_once_more_only_after(
     gone_after = time.monotonic() - killed_at
     assert gone_after < DEATH_BOUND_SECONDS
     assert attempt == 1
+    # Killed with its worker, attempt 1 did not end by itself: its supervisor left no exit file.
+    assert exit_files(tmp_path, job, 1) == []
 
     rows = runs.wait_for(2, 30)
     # The second run began; the first was dead then (and still is).
@@ -221,3 +228,62 @@ def test_a_lost_attempts_process_still_running_is_killed_before_the_job_runs_aga
     assert [row[0] for row in runs.lines()] == [1, 2]
     rescuer.signal(signal.SIGTERM)
     assert rescuer.wait_exit(20) == 0
+
+
+def test_an_attempt_that_ended_just_before_its_worker_died_is_recorded_not_run_again(
+    workers, process_host, tmp_path
+):
+    """Attempt 1 exits 0 after its worker can no longer record it, then the worker is SIGKILLed.
+
+    The worker is stopped (SIGSTOP) while the command waits, so it cannot
+    record the end; the command is let go and ends; its supervisor writes
+    the exit file; only then is the worker SIGKILLed, with the job's row
+    still ``running``. The rescuer must record that end (completed, the
+    command's output, attempt 1), not run the job again: the command appends
+    to a file outside its output directory, the independent witness.
+    """
+    witness, go = tmp_path / "runs", tmp_path / "go"
+    command = (
+        f'echo "${{CONTAINER_MANAGER_ATTEMPT:-0}}" >> {witness}; echo "known output"; '
+        f"while [ ! -e {go} ]; do sleep 0.02; done; echo done"
+    )
+    job = ContainerJob.objects.create(
+        name="ended", command=command, is_shell_command=True, host=process_host
+    )
+    queue_manager.queue_job(job)
+    victim = workers("--worker-id=victim", "--max-concurrent=2")
+    victim.wait_for_line(rf"Launched job {job.pk}\b")
+    wait_until(lambda: witness.exists() and witness.read_text(), 20, 0.02, "the command runs")
+    wait_until(
+        lambda: ContainerJob.objects.get(pk=job.pk).status == JobStatus.RUNNING,
+        20,
+        0.02,
+        "job running",
+    )
+
+    victim.signal(signal.SIGSTOP)
+    go.touch()
+    (exit_file,) = wait_until(lambda: exit_files(tmp_path, job, 1), 20, 0.02, "exit file")
+    assert exit_file.read_text().split()[0::2] == ["0", "exited"]
+    row = ContainerJob.objects.get(pk=job.pk)
+    assert (row.status, row.worker_id) == (JobStatus.RUNNING, "victim")
+    victim.signal(signal.SIGKILL)
+    victim.wait_exit(10)
+
+    rescuer = workers("--worker-id=rescuer", "--max-concurrent=2", CM_TEST_RETENTION="remove")
+    wait_until(
+        lambda: ContainerJob.objects.get(pk=job.pk).status == JobStatus.COMPLETED,
+        30,
+        what="job completed",
+    )
+    job.refresh_from_db()
+    assert (job.attempt, job.exit_code, job.error_code) == (1, 0, "")
+    assert job.stdout == "known output\ndone\n"
+    assert witness.read_text() == "1\n"
+    assert f"Adopted job {job.pk} (attempt 1)" in rescuer.output
+    assert f"Requeued job {job.pk}" not in rescuer.output
+    # Retention "remove": the attempt's directory went with its recorded end.
+    wait_until(lambda: not exit_file.parent.exists(), 10, 0.05, "directory removed")
+    rescuer.signal(signal.SIGTERM)
+    assert rescuer.wait_exit(20) == 0
+    assert witness.read_text() == "1\n"

@@ -19,6 +19,7 @@ import pytest
 from container_manager.exceptions import ExecutorError
 from container_manager.executors import local
 from container_manager.executors.local import LocalProcessExecutor, attempt_processes
+from tests.docker_fixtures import NAME_PREFIX
 from tests.unit.test_executor_local import group_is_alive, pid_of, poll, wait_one
 
 pytestmark = pytest.mark.skipif(not local.HAS_PROC, reason="needs Linux's /proc")
@@ -181,14 +182,7 @@ def test_the_attempt_dies_with_a_sigkilled_worker_process(make_spec, tmp_path):
     spec = make_spec("unused")
     marker = tmp_path / "started"
     command = f"sleep 300 & echo $! > {tmp_path / 'child'}; touch {marker}; wait"
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="demo.settings")
-    doomed = subprocess.Popen(
-        [sys.executable, "-c", WORKER_SCRIPT, str(tmp_path), str(spec.job_id), command],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    doomed = start_doomed(tmp_path, spec.job_id, command)
     try:
         assert doomed.stdout is not None
         container_id, name = doomed.stdout.readline().split()
@@ -204,12 +198,134 @@ def test_the_attempt_dies_with_a_sigkilled_worker_process(make_spec, tmp_path):
         assert poll(lambda: not group_is_alive(pgid), timeout=5)
         assert poll(lambda: not pid_is_alive(child), timeout=5)
         assert poll(lambda: attempt_processes(name) == [], timeout=5)
+        # Killed with its worker, it did not end by itself: no exit file.
+        reader = LocalProcessExecutor(doomed_host(tmp_path))
+        (directory,) = reader.attempt_directories(spec.job_id, 1)
+        assert directory.name.startswith(f"{name}-")
+        assert not (directory / local.EXIT_FILE).exists()
+        assert reader.ended_attempt(spec.job_id, 1) is None
     finally:
         if doomed.poll() is None:
             doomed.kill()
             doomed.wait(10)
         if doomed.stdout is not None:
             doomed.stdout.close()
+
+
+def doomed_host(tmp_path):
+    from container_manager.models import ExecutorHost
+
+    return ExecutorHost(
+        name="reader", executor_type="process", executor_config={"output_dir": str(tmp_path)}
+    )
+
+
+def start_doomed(tmp_path, job_id, command):
+    # Named as this test process names attempts, so that its executors find them.
+    env = dict(
+        os.environ, DJANGO_SETTINGS_MODULE="tests.settings_fast", CM_TEST_NAME_PREFIX=NAME_PREFIX
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER_SCRIPT, str(tmp_path), str(job_id), command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_an_attempt_that_ended_as_its_worker_died_is_read_adopted_and_not_run_again(
+    make_spec, tmp_path
+):
+    """The worker is stopped (SIGSTOP) before the command ends, so it cannot
+    record the end; the command ends, its supervisor writes the exit file and
+    exits; then the worker is SIGKILLed. Another executor reads the end."""
+    spec = make_spec("unused")
+    witness, go = tmp_path / "runs", tmp_path / "go"
+    command = f"echo ran >> {witness}; echo out; echo err >&2; "
+    command += f"while [ ! -e {go} ]; do sleep 0.02; done; exit 3"
+    doomed = start_doomed(tmp_path, spec.job_id, command)
+    reader = LocalProcessExecutor(doomed_host(tmp_path))
+    try:
+        assert doomed.stdout is not None
+        container_id, name = doomed.stdout.readline().split()
+        poll(witness.exists)
+        doomed.send_signal(signal.SIGSTOP)
+        go.touch()
+        assert poll(lambda: reader.ended_attempt(spec.job_id, 1), timeout=10)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(10)
+        assert poll(lambda: attempt_processes(name) == [], timeout=5)
+
+        ended = reader.ended_attempt(spec.job_id, 1)
+        assert ended is not None
+        assert (ended.exit_code, ended.error) == (3, "")
+        assert ended.ref.container_id == container_id
+        assert reader.find(spec.job_id, 1) is None
+        ref = reader.adopt_ended(ended)
+        assert ref == ended.ref
+        assert reader.find(spec.job_id, 1) == ref
+        assert reader.can_follow(ref)
+        assert wait_one(reader, ref).exit_code == 3
+        logs = reader.logs(ref, 1000)
+        assert (logs.stdout, logs.stderr) == ("out\n", "err\n")
+        # A launch of the ended attempt answers it, it does not run it again.
+        assert reader.launch(spec) == ref
+        assert witness.read_text() == "ran\n"
+        directory = reader._directory_of(ref)
+        assert directory.is_dir()
+        reader.remove(ref)
+        assert not directory.exists()
+        assert reader.ended_attempt(spec.job_id, 1) is None
+    finally:
+        reader.close()
+        if doomed.poll() is None:
+            doomed.kill()
+            doomed.wait(10)
+        if doomed.stdout is not None:
+            doomed.stdout.close()
+
+
+def test_an_ended_attempt_is_launched_once_by_another_executor_that_never_adopted_it(
+    local_executor, second_executor, make_spec, tmp_path
+):
+    witness = tmp_path / "runs"
+    spec = make_spec(f"echo ran >> {witness}")
+    ref = local_executor.launch(spec)
+    assert wait_one(local_executor, ref).exit_code == 0
+    exit_file = local_executor._directory_of(ref) / local.EXIT_FILE
+    assert exit_file.read_text().split() == ["0", str(pid_of(ref)), "exited"]
+
+    assert second_executor.launch(spec) == ref
+    assert wait_one(second_executor, ref).exit_code == 0
+    assert witness.read_text() == "ran\n"
+
+
+def test_an_attempt_stopped_by_its_executor_leaves_no_exit_file(local_host, make_spec, tmp_path):
+    local_host.executor_config = {"output_dir": str(tmp_path)}
+    executor = LocalProcessExecutor(local_host)
+    marker = tmp_path / "started"
+    spec = make_spec(f"touch {marker}; sleep 300")
+    ref = executor.launch(spec)
+    poll(marker.exists)
+    executor.close()
+    assert poll(lambda: not group_is_alive(pid_of(ref)))
+    assert wait_one(executor, ref).exit_code == 137
+    assert not (executor._directory_of(ref) / local.EXIT_FILE).exists()
+    assert executor.ended_attempt(spec.job_id, 1) is None
+
+
+def test_an_attempt_killed_at_its_deadline_says_so_in_its_exit_file(
+    local_executor, second_executor, make_spec, monkeypatch
+):
+    monkeypatch.setattr(local, "DEADLINE_GRACE_SECONDS", 0)
+    spec = make_spec("sleep 300", timeout_seconds=1)
+    ref = local_executor.launch(spec)
+    assert wait_one(local_executor, ref, timeout=10).exit_code == 137
+    ended = second_executor.ended_attempt(spec.job_id, 1)
+    assert ended is not None
+    assert ended.exit_code == 137
+    assert "deadline" in ended.error
 
 
 def test_launches_of_one_attempt_at_once_start_one_process(local_executor, make_spec):

@@ -89,7 +89,7 @@ class RecordingQueue:
         job.container_id = container_id
         return True
 
-    def requeue_orphan(self, job):
+    def requeue_orphan(self, job, **kwargs):
         self.calls.append(("requeue_orphan", job.pk))
         return True
 
@@ -145,6 +145,7 @@ def fake_job(pk, attempt=1, status=JobStatus.VALIDATING, queue="default", host=N
         container_id="",
         host=host,
         host_id=None if host is None else host.pk,
+        error_code="",
         timeout_seconds=60,
         started_at=None,
     )
