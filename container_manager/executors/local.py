@@ -539,6 +539,15 @@ class LocalProcessExecutor(Executor):
         except OSError:
             return []
 
+    def discard_attempt(self, job_id: int, attempt: int) -> None:
+        """Delete the output directories of a lost attempt that no process of it uses.
+
+        Called once the attempt is known gone and its job queued again: the
+        output of a lost attempt is never stored, so nothing is lost.
+        """
+        for directory in self.attempt_directories(job_id, attempt):
+            shutil.rmtree(directory, ignore_errors=True)
+
     def ended_attempt(self, job_id: int, attempt: int) -> ExitStatus | None:
         """How an attempt of this machine ended by itself, from its directory; None if it did not.
 

@@ -115,6 +115,22 @@ def _ended_attempt(executor: Executor, job: ContainerJob) -> ExitStatus | None:
     return status if isinstance(status, ExitStatus) else None
 
 
+def _discard_attempt(executor: Executor, job_id: int, attempt: int) -> None:
+    """Delete what a lost local attempt left on this machine (its output is never stored)."""
+    discard = getattr(executor, "discard_attempt", None)
+    if discard is not None:
+        try:
+            discard(job_id, attempt)
+        except Exception:
+            logger.warning(
+                "Could not delete the files of job %s attempt %s",
+                job_id,
+                attempt,
+                extra={"job_id": job_id},
+                exc_info=True,
+            )
+
+
 def _can_follow(executor: Executor, ref: ContainerRef) -> bool:
     """Can this worker process follow ``ref`` to its end (False for another's local process)?"""
     can_follow = getattr(executor, "can_follow", None)
@@ -441,6 +457,8 @@ class Rescuer:
         self._waiting_elsewhere.discard(int(job.pk))
         if not self.queue_manager.requeue_orphan(job, what_happened=happened):
             return False
+        if machine == local.machine_name():
+            _discard_attempt(self.containers.executor_for(job), int(job.pk), int(attempt))
         self.state.stats.count("jobs_requeued")
         self.state.echo(f"Requeued job {job.pk}: attempt {attempt} {happened}")
         return True
@@ -480,6 +498,7 @@ class Rescuer:
             job, what_happened=happened, lost_worker=lost, held_by=state.worker_id
         ):
             return False
+        _discard_attempt(executor, int(job.pk), int(attempt))
         state.stats.count("jobs_requeued")
         state.echo(f"Requeued job {job.pk}: attempt {attempt} {happened}")
         return True

@@ -302,3 +302,5 @@ def test_a_local_job_whose_attempt_left_no_exit_file_is_requeued(process_host, t
     job.refresh_from_db()
     assert (job.status, job.attempt, job.error_code) == (JobStatus.QUEUED, 1, "WORKER_LOST")
     assert socket.gethostname() in job.last_error
+    # The lost attempt's output is never stored: its directory goes with the requeue.
+    assert not (tmp_path / f"{local.container_name(int(job.pk), 1)}-abcdefgh").exists()
