@@ -408,12 +408,9 @@ class LocalProcessExecutor(Executor):
                 f"(pids {sorted(p.pid for p in elsewhere)}), started by another worker process",
                 transient=True,
             )
-        ended = self.ended_attempt(spec.job_id, spec.attempt)
-        if ended is not None:
-            # It ran here already, started by a worker process that is gone.
-            self.adopt_ended(ended)
-            with self._lock:
-                return self._by_attempt[(spec.job_id, spec.attempt)]
+        # An attempt that ended here under a dead worker is adopted by the
+        # rescuer (adopt_ended) before any relaunch: launch itself does not
+        # read exit files, which a job id of another database could have left.
         process = self._start(spec)
         with self._lock:
             self._by_attempt[(spec.job_id, spec.attempt)] = process

@@ -286,21 +286,6 @@ def test_an_attempt_that_ended_as_its_worker_died_is_read_adopted_and_not_run_ag
             doomed.stdout.close()
 
 
-def test_an_ended_attempt_is_launched_once_by_another_executor_that_never_adopted_it(
-    local_executor, second_executor, make_spec, tmp_path
-):
-    witness = tmp_path / "runs"
-    spec = make_spec(f"echo ran >> {witness}")
-    ref = local_executor.launch(spec)
-    assert wait_one(local_executor, ref).exit_code == 0
-    exit_file = local_executor._directory_of(ref) / local.EXIT_FILE
-    assert exit_file.read_text().split() == ["0", str(pid_of(ref)), "exited"]
-
-    assert second_executor.launch(spec) == ref
-    assert wait_one(second_executor, ref).exit_code == 0
-    assert witness.read_text() == "ran\n"
-
-
 def test_an_attempt_stopped_by_its_executor_leaves_no_exit_file(local_host, make_spec, tmp_path):
     local_host.executor_config = {"output_dir": str(tmp_path)}
     executor = LocalProcessExecutor(local_host)
