@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from container_manager.admin.filters import priority_band
+from container_manager.states import JobStatus
 
 #: Characters of ``last_error`` shown in the job list (the rest is in the tooltip).
 ERROR_PREVIEW_CHARS = 60
@@ -26,6 +27,22 @@ _QUEUE_STATUS_LABELS = {
 def badge(kind: str, value: str, label: str) -> SafeString:
     """A coloured label: ``<span class="cm-badge cm-<kind>-<value>">label</span>``."""
     return format_html('<span class="cm-badge cm-{}-{}">{}</span>', kind, value, label)
+
+
+def status_label(value: str) -> str:
+    """The label of a job status; a status outside the state machine is shown as itself.
+
+    Rows written before the database refused unknown statuses may hold one.
+    """
+    if value in JobStatus.values:
+        return str(JobStatus(value).label)
+    return str(value)
+
+
+def status_badge(value: str) -> SafeString:
+    """A job's status as a coloured label (``cm-status-unknown`` for an unknown one)."""
+    kind = value if value in JobStatus.values else "unknown"
+    return format_html('<span class="cm-badge cm-status-{}">{}</span>', kind, status_label(value))
 
 
 def queue_status_badge(value: str) -> SafeString:

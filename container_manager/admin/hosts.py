@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
 from container_manager.admin import display
+from container_manager.admin.inputs import SafeInputAdminMixin
 from container_manager.conf import settings
 from container_manager.models import (
     ContainerJob,
@@ -39,7 +40,7 @@ def _active_jobs_of_host() -> Any:
     return Coalesce(Subquery(held, output_field=IntegerField()), Value(0))
 
 
-class ExecutorHostAdmin(admin.ModelAdmin):
+class ExecutorHostAdmin(SafeInputAdminMixin, admin.ModelAdmin):
     """Hosts: capacity in use, health, and pause/resume."""
 
     list_display = (
@@ -118,7 +119,7 @@ def _count_of(jobs: QuerySet[ContainerJob]) -> Any:
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
 
 
-class JobQueueAdmin(admin.ModelAdmin):
+class JobQueueAdmin(SafeInputAdminMixin, admin.ModelAdmin):
     """Named queues: pause switch, concurrency limit, jobs waiting and active."""
 
     list_display = ("name", "paused_badge", "limit_display", "waiting", "active")
@@ -163,7 +164,11 @@ class JobQueueAdmin(admin.ModelAdmin):
     def _apply(self, request: HttpRequest, queryset: QuerySet[JobQueue], pause: bool) -> None:
         names = []
         for row in queryset.order_by("name"):
-            (queue_manager.pause_queue if pause else queue_manager.resume_queue)(row.name)
+            try:
+                (queue_manager.pause_queue if pause else queue_manager.resume_queue)(row.name)
+            except ValueError as exc:
+                self.message_user(request, f"Skipped queue {row.name}: {exc}", messages.WARNING)
+                continue
             names.append(row.name)
         verb = "Paused" if pause else "Resumed"
         self.message_user(
@@ -181,7 +186,7 @@ class JobQueueAdmin(admin.ModelAdmin):
         self._apply(request, queryset, pause=False)
 
 
-class EnvironmentVariableTemplateAdmin(admin.ModelAdmin):
+class EnvironmentVariableTemplateAdmin(SafeInputAdminMixin, admin.ModelAdmin):
     """Environment templates."""
 
     list_display = ("name", "description", "updated_at")

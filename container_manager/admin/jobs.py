@@ -20,6 +20,7 @@ from container_manager.admin.filters import (
     QueueNameFilter,
     QueueStatusFilter,
 )
+from container_manager.admin.inputs import SafeInputAdminMixin, parse_id
 from container_manager.admin.pagination import EstimatedCountPaginator
 from container_manager.admin.views import JobViewsMixin
 from container_manager.classification import describe
@@ -71,8 +72,11 @@ FROZEN_STATUSES = states.ACTIVE_STATUSES | {
 }
 
 
-class ContainerJobAdmin(JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
+class ContainerJobAdmin(SafeInputAdminMixin, JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
     """Jobs: list view, filters, search, actions, statistics page (docs/queue-management.md)."""
+
+    #: Filters besides ``list_filter``: the workers page links to ``?worker_id=``.
+    extra_lookups = ("worker_id",)
 
     list_display = (
         "id",
@@ -146,17 +150,11 @@ class ContainerJobAdmin(JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
         An id is looked up by primary key, at once on any table; a text search
         reads every row (``icontains``), which on millions of jobs takes seconds.
         """
-        term = search_term.strip().lstrip("#")
-        if term.isdigit() and len(term) < 19:
+        job_id = parse_id(search_term.strip().lstrip("#"))
+        if job_id is not None:
             # The list filters are already applied to ``queryset``: the id match keeps them.
-            return queryset.filter(pk=int(term)), False
+            return queryset.filter(pk=job_id), False
         return super().get_search_results(request, queryset, search_term)
-
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
-        """Also allow ``?worker_id=`` (the workers page links to the jobs a worker holds)."""
-        if lookup == "worker_id":
-            return True
-        return super().lookup_allowed(lookup, value, request)  # type: ignore[arg-type]
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         """A new job shows only what to run and how to queue it; a stored one its state first."""
@@ -216,7 +214,9 @@ class ContainerJobAdmin(JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
             "pause": job.status in states.READY_STATUSES | {JobStatus.RUNNING}
             and self.has_pause_permission(request),
             "resume": job.status == JobStatus.PAUSED and self.has_pause_permission(request),
-            "cancel": not job.is_terminal and self.has_cancel_permission(request),
+            "cancel": job.status in JobStatus.values
+            and not job.is_terminal
+            and self.has_cancel_permission(request),
         }
         labels = {
             "queue": "Queue",
@@ -240,7 +240,7 @@ class ContainerJobAdmin(JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: ContainerJob) -> SafeString:
-        return display.badge("status", job.status, JobStatus(job.status).label)
+        return display.status_badge(job.status)
 
     @admin.display(description="queue status")
     def queue_status_badge(self, job: ContainerJob) -> SafeString:

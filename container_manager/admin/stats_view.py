@@ -12,7 +12,9 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from container_manager.admin.filters import known_queue_names
+from container_manager.admin.inputs import text_problem
 from container_manager.models import JobQueue
+from container_manager.models.queue import MAX_QUEUE_NAME_LENGTH
 from container_manager.queue import queue_manager
 from container_manager.states import TERMINAL_STATUSES, JobStatus
 from container_manager.stats import get_statistics
@@ -51,17 +53,38 @@ def _bars(counts: dict[str, int], labels: dict[str, str]) -> list[dict[str, Any]
     ]
 
 
+def queue_name_problem(name: str) -> str:
+    """Say why ``name`` cannot name a queue, or "" when it can.
+
+    Over ``MAX_QUEUE_NAME_LENGTH`` characters, or with a NUL character or a
+    lone surrogate (no database column stores them).
+    """
+    if len(name) > MAX_QUEUE_NAME_LENGTH:
+        return (
+            f"A queue name has at most {MAX_QUEUE_NAME_LENGTH} characters "
+            f"(this one has {len(name)})."
+        )
+    problem = text_problem(name)
+    return f"Not a queue name: it {problem}." if problem else ""
+
+
 def statistics_context(request: HttpRequest, model_admin: Any) -> dict[str, Any]:
     """Build the template context of the statistics page.
 
     Args:
-        request: The request; ``?queue=<name>`` narrows the figures to one queue.
-        model_admin: The job admin (for URLs).
+        request: The request; ``?queue=<name>`` narrows the figures to one
+            queue. A name no queue can have is refused with a message, and
+            the figures of all queues are shown.
+        model_admin: The job admin (for URLs and messages).
 
     Returns:
         The figures of :func:`container_manager.stats.get_statistics` and their charts.
     """
     selected = request.GET.get("queue", "").strip() or None
+    problem = queue_name_problem(selected) if selected else ""
+    if problem:
+        model_admin.message_user(request, problem, messages.ERROR)
+        selected = None
     stats = get_statistics(queue=selected)
     labels = dict(JobStatus.choices)
     status_counts = dict(stats["status_distribution"])
@@ -130,13 +153,23 @@ def queue_control(model_admin: Any, request: HttpRequest) -> HttpResponse:
             request, "Choose a queue and whether to pause or resume it.", messages.ERROR
         )
         return HttpResponseRedirect(url)
+    problem = queue_name_problem(name)
+    if problem:
+        model_admin.message_user(request, problem, messages.ERROR)
+        return HttpResponseRedirect(url)
+    try:
+        if action == "pause":
+            queue_manager.pause_queue(name)
+        else:
+            queue_manager.resume_queue(name)
+    except ValueError as exc:
+        model_admin.message_user(request, f"Could not {action} queue {name}: {exc}", messages.ERROR)
+        return HttpResponseRedirect(url)
     if action == "pause":
-        queue_manager.pause_queue(name)
         model_admin.message_user(
             request, f"Paused queue {name}: it launches nothing until resumed."
         )
     else:
-        queue_manager.resume_queue(name)
         model_admin.message_user(request, f"Resumed queue {name}.")
     logger.info("Queue %s: %s from the admin (user %s)", name, action, request.user.pk)
     return HttpResponseRedirect(url + "?" + urlencode({"queue": name}))

@@ -25,6 +25,8 @@ from django.urls import URLPattern, path, reverse
 
 from container_manager import states
 from container_manager.admin.actions import apply_to_jobs, report
+from container_manager.admin.display import status_label
+from container_manager.admin.inputs import parse_id
 from container_manager.admin.stats_view import queue_control, statistics_context
 from container_manager.containers import containers, job_ref
 from container_manager.models import ContainerJob
@@ -71,15 +73,19 @@ def read_output(job: ContainerJob) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "id": job.pk,
         "status": job.status,
-        "status_label": JobStatus(job.status).label,
+        "status_label": status_label(job.status),
         "progress": job.progress,
         "current_step": job.current_step,
-        "is_active": job.status not in states.TERMINAL_STATUSES,
+        # A status outside the state machine never moves on by itself.
+        "is_active": job.status in JobStatus.values and job.status not in states.TERMINAL_STATUSES,
         "is_live": False,
         "message": "",
         "stdout": job.stdout,
         "stderr": job.stderr,
     }
+    if job.status not in JobStatus.values:
+        payload["message"] = f"The job's status {job.status!r} is not one of the job states."
+        return payload
     if job.status not in LIVE_STATUSES or job.host is None or not job.container_id:
         if payload["is_active"]:
             payload["message"] = "The job has no running container yet; waiting for it."
@@ -129,9 +135,10 @@ class JobViewsMixin:
         return extra + super().get_urls()  # type: ignore[misc]
 
     def _job(self, request: HttpRequest, object_id: str) -> ContainerJob:
-        if not str(object_id).isdigit():
+        job_id = parse_id(object_id)
+        if job_id is None:
             raise Http404("No such job")
-        return get_object_or_404(ContainerJob.objects.select_related("host"), pk=int(object_id))
+        return get_object_or_404(ContainerJob.objects.select_related("host"), pk=job_id)
 
     def _check(self, request: HttpRequest, verb: str) -> None:
         checker = getattr(self, f"has_{verb}_permission")

@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from container_manager.admin import display
+from container_manager.admin.inputs import SafeInputAdminMixin
 from container_manager.conf import settings
 from container_manager.models import ContainerJob, Worker, WorkerStatus
 
@@ -50,7 +51,7 @@ class AliveFilter(admin.SimpleListFilter):
         return queryset
 
 
-class WorkerAdmin(admin.ModelAdmin):
+class WorkerAdmin(SafeInputAdminMixin, admin.ModelAdmin):
     """Workers are registered by themselves; the admin only shows them."""
 
     list_display = (

@@ -50,6 +50,7 @@ INTERNAL_MODULES = {
     "container_manager.admin.display": "admin callbacks",
     "container_manager.admin.filters": "admin callbacks; documented as admin filters",
     "container_manager.admin.hosts": "re-exported by container_manager.admin",
+    "container_manager.admin.inputs": "admin internals: checks of ids, query strings and JSON",
     "container_manager.admin.jobs": "re-exported by container_manager.admin",
     "container_manager.admin.pagination": "admin internals",
     "container_manager.admin.stats_view": "admin internals; the page is documented",

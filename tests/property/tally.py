@@ -1,0 +1,16 @@
+"""Inputs tried per admin surface by the property tests, printed at the end of the run."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+#: Surface ("list containerjob (GET params)", ...) -> inputs sent.
+TRIED: Counter[str] = Counter()
+#: Surface -> status code of the answers -> how many.
+ANSWERS: defaultdict[str, Counter[int]] = defaultdict(Counter)
+
+
+def record(surface: str, status_code: int) -> None:
+    """Count one input sent to ``surface`` and the status code it was answered with."""
+    TRIED[surface] += 1
+    ANSWERS[surface][status_code] += 1
