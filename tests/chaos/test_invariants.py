@@ -229,7 +229,8 @@ def test_the_process_witness_sees_a_real_doubled_run(tmp_path):
         assert proc.returncode == 0
         assert out.startswith(b"chaos-p")
     runs = witness.runs()
-    assert [(r.job, r.overlap_witnessed, r.succeeded) for r in runs] == [
+    # The two short processes start in either order.
+    assert sorted((r.job, r.overlap_witnessed, r.succeeded) for r in runs) == [
         (1, False, True),
         (1, True, True),
         (2, False, True),
