@@ -131,7 +131,10 @@ def test_one_pass_removes_the_leftovers_and_leaves_the_current_attempt(host, doc
         "bye\n",
     )
     stats = part.state.stats
-    assert (stats.containers_removed, stats.containers_killed) == (3, 2)
+    # The pass sees the whole shared engine: leftovers of other tests (jobs
+    # no row names) go too, so ours are a lower bound; the engine, above, is exact.
+    assert stats.containers_removed >= 3
+    assert stats.containers_killed >= 2
     assert stats.container_ends_recorded == 1
     for job in (rerun, current):
         queue_manager.containers.stop(job)
