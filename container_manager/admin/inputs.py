@@ -35,6 +35,8 @@ from django.db.models.constants import LOOKUP_SEP
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 
+from container_manager.models.validation import text_problem
+
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
 
@@ -65,29 +67,13 @@ def parse_id(value: object) -> int | None:
     return int(value)
 
 
-def text_problem(value: str) -> str:
-    """Say why ``value`` cannot reach the database, or "" when it can.
-
-    A NUL character (PostgreSQL's text columns refuse it) or a lone surrogate
-    (not valid Unicode, no database can encode it).
-    """
-    position = value.find("\x00")
-    if position >= 0:
-        return f"contains a NUL character (\\x00) at position {position}"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return f"contains a lone surrogate at position {exc.start}"
-    return ""
-
-
 def query_problem(request: HttpRequest) -> str:
     """Say what in the query string cannot be used in a database query, or ""."""
     for key, values in request.GET.lists():
         for text in (key, *values):
             problem = text_problem(text)
             if problem:
-                return f"The parameter {key!r} {problem}."
+                return f"The parameter {key!r}: {problem}"
     return ""
 
 
@@ -121,7 +107,7 @@ def json_value_problem(value: Any) -> str:
         if isinstance(item, str):
             problem = text_problem(item)
             if problem:
-                return f"A string {problem}."
+                return f"A string: {problem}"
         elif isinstance(item, float):
             if not math.isfinite(item):
                 return "Numbers must be finite (no NaN or Infinity)."

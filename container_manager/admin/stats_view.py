@@ -12,9 +12,8 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from container_manager.admin.filters import known_queue_names
-from container_manager.admin.inputs import text_problem
 from container_manager.models import JobQueue
-from container_manager.models.queue import MAX_QUEUE_NAME_LENGTH
+from container_manager.models.queue import check_queue_name
 from container_manager.queue import queue_manager
 from container_manager.states import TERMINAL_STATUSES, JobStatus
 from container_manager.stats import get_statistics
@@ -54,18 +53,12 @@ def _bars(counts: dict[str, int], labels: dict[str, str]) -> list[dict[str, Any]
 
 
 def queue_name_problem(name: str) -> str:
-    """Say why ``name`` cannot name a queue, or "" when it can.
-
-    Over ``MAX_QUEUE_NAME_LENGTH`` characters, or with a NUL character or a
-    lone surrogate (no database column stores them).
-    """
-    if len(name) > MAX_QUEUE_NAME_LENGTH:
-        return (
-            f"A queue name has at most {MAX_QUEUE_NAME_LENGTH} characters "
-            f"(this one has {len(name)})."
-        )
-    problem = text_problem(name)
-    return f"Not a queue name: it {problem}." if problem else ""
+    """Say why ``name`` cannot name a queue (``check_queue_name``), or "" when it can."""
+    try:
+        check_queue_name(name)
+    except ValueError as exc:
+        return f"{exc}."
+    return ""
 
 
 def statistics_context(request: HttpRequest, model_admin: Any) -> dict[str, Any]:

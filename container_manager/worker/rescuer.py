@@ -347,13 +347,17 @@ class Rescuer:
         if not self.queue_manager.take_over(job, state.worker_id, state.lease_seconds):
             return False
         state.stats.count("jobs_adopted")
+        self._carry_on(job, ref)
+        return True
+
+    def _carry_on(self, job: ContainerJob, ref: ContainerRef) -> None:
+        """Go on from where the lost holder stopped: finish the launch, or follow the container."""
         if job.status in states.LAUNCHING_STATUSES:
             self._relaunch(job)
-            return True
+            return
         if job.status == JobStatus.RUNNING and not job.container_id:
-            self.queue_manager.record_container(job, state.worker_id, ref.container_id)
+            self.queue_manager.record_container(job, self.state.worker_id, ref.container_id)
         self._follow(job, ref)
-        return True
 
     def _follow(self, job: ContainerJob, ref: ContainerRef) -> None:
         logger.warning(
@@ -408,12 +412,7 @@ class Rescuer:
             ended.exit_code,
             extra={"job_id": job.pk, "worker_id": state.worker_id},
         )
-        if job.status in states.LAUNCHING_STATUSES:
-            self._relaunch(job)
-            return True
-        if job.status == JobStatus.RUNNING and not job.container_id:
-            self.queue_manager.record_container(job, state.worker_id, ref.container_id)
-        self._follow(job, ref)
+        self._carry_on(job, ref)
         return True
 
     def _requeue_local(self, job: ContainerJob) -> bool:
