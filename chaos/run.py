@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from chaos.invariants import JobRow, Outcome, Row, compute
+from chaos.latency import EndWatcher, Outage, end_latencies
 from chaos.schedule import DOCKER_RESTART, KILL, PG_RESTART, TERM, Fault, FaultPlan, make_schedule
 from chaos.services import (
     TEST_IMAGE,
@@ -303,6 +304,8 @@ class Run:
             journal=self.journal,
         )
         restarts = Restarter(self)
+        watcher = EndWatcher()
+        watcher.start()
         self.pool.start_all()
         t0 = time.monotonic()
         feeder.start(t0, 0.7 * a.fault_seconds)
@@ -340,6 +343,7 @@ class Run:
             "drained in " + ("(not drained)" if drain_seconds is None else f"{drain_seconds:.1f} s")
         )
 
+        watcher.stop()
         injected = self.inject_doubles(executor, feeder, proc_witness)
         leftovers = self.wait_cleanup(executor, pks, proc_witness, output_dir)
         self.say("stopping the workers (SIGTERM)")
@@ -362,25 +366,20 @@ class Run:
                 "errors": self.witness.errors[-5:],
             }
             unit = "container"
+            scenario.facts["end_latency"] = end_latencies(
+                runs,
+                {pk: (r.status, r.attempt) for pk, r in self._rows(pks).items()},
+                watcher.first_terminal,
+                watcher.holders,
+                [Outage(r["kind"], r["down_at"], r["back_at"]) for r in restarts.log],
+            )
         else:
             assert proc_witness is not None
             runs = proc_witness.runs()
             unit = "process"
             scenario.facts["witness"] = {"runs": len(runs)}
 
-        rows = {
-            r["pk"]: JobRow(
-                pk=r["pk"],
-                status=r["status"],
-                exit_code=r["exit_code"],
-                stdout=r["stdout"],
-                error_code=r["error_code"],
-                attempt=r["attempt"],
-            )
-            for r in ContainerJob.objects.filter(pk__in=pks).values(
-                "pk", "status", "exit_code", "stdout", "error_code", "attempt"
-            )
-        }
+        rows = self._rows(pks)
         outcome = Outcome(
             queued=dict(feeder.queued),
             rows=rows,
@@ -423,6 +422,24 @@ class Run:
         self.kill_job_processes(proc_witness)
         self.pool = None
         return scenario
+
+    @staticmethod
+    def _rows(pks: list[int]) -> dict[int, JobRow]:
+        from container_manager.models import ContainerJob
+
+        return {
+            r["pk"]: JobRow(
+                pk=r["pk"],
+                status=r["status"],
+                exit_code=r["exit_code"],
+                stdout=r["stdout"],
+                error_code=r["error_code"],
+                attempt=r["attempt"],
+            )
+            for r in ContainerJob.objects.filter(pk__in=pks).values(
+                "pk", "status", "exit_code", "stdout", "error_code", "attempt"
+            )
+        }
 
     def inject_doubles(
         self, executor: str, feeder: Feeder, witness: ProcessWitness | None
@@ -767,11 +784,15 @@ class Restarter:
                     raise ValueError(kind)
                 back = time.monotonic()
                 run.say(f"{kind}: back after {back - down:.1f} s down")
+                back_at = time.time()
                 self.log.append(
                     {
                         "kind": kind,
                         "stop_seconds": round(down - started, 2),
                         "down_seconds": round(back - down, 2),
+                        # Wall times, to set against the engine's event times.
+                        "down_at": back_at - (back - started),
+                        "back_at": back_at,
                     }
                 )
                 self.done += 1
@@ -804,6 +825,11 @@ def print_report(run: Run, wall: float, expected: int) -> bool:
             f"{f['worker_processes']} worker processes; statuses {f['statuses']}"
         )
         print(f"   witness: {f['witness']}")
+        for group, fig in f.get("end_latency", {}).items():
+            print(
+                f"   end recorded after the container's death, {group}: {fig['count']} ends, "
+                f"p50 {fig['p50']} s, p99 {fig['p99']} s, max {fig['max']} s"
+            )
         width = max(len(r.name) for r in scenario.rows)
         for row in scenario.rows:
             mark = ("ok" if row.ok else "FAIL") if row.invariant else "--"

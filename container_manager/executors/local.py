@@ -74,6 +74,7 @@ import glob
 import logging
 import os
 import queue
+import re
 import selectors
 import shutil
 import signal
@@ -134,6 +135,8 @@ NAME_VARIABLE = "CONTAINER_MANAGER_NAME"
 SUPERVISOR_VARIABLE = process_supervisor.SUPERVISOR_VARIABLE
 SUPERVISOR_SCRIPT = str(Path(process_supervisor.__file__).resolve())
 EXIT_FILE = process_supervisor.EXIT_FILE
+#: An attempt directory's name after ``<prefix>-job-``: ``42-a1-<random>``.
+_ATTEMPT_DIRECTORY = re.compile(r"(\d+)-a(\d+)-[^/]+")
 PROC = Path("/proc")
 #: Can processes of this machine be looked up (Linux's /proc)?
 HAS_PROC = sys.platform.startswith("linux") and (PROC / "self" / "environ").exists()
@@ -217,6 +220,33 @@ def attempt_processes(name: str) -> list[MachineProcess]:
             others.append((int(entry), stat[1]))
     groups = {process.pgid for process in labelled if not process.supervisor_of}
     return labelled + [MachineProcess(pid, pgid) for pid, pgid in others if pgid in groups]
+
+
+def live_attempt_names() -> set[str]:
+    """The attempt names (``NAME_VARIABLE``) of every live process of this machine.
+
+    One pass over ``/proc`` for all attempts, where :func:`attempt_processes`
+    looks one up. The supervisor carries the name and lives as long as its
+    group, so an attempt whose name is missing here runs nothing. Empty
+    where there is no ``/proc``.
+    """
+    if not HAS_PROC:
+        return set()
+    try:
+        entries = os.listdir(PROC)
+    except OSError:
+        return set()
+    names: set[str] = set()
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        stat = _stat(entry)
+        if stat is None or stat[0] in ("Z", "X", "x"):
+            continue
+        name = _labels(entry).get(NAME_VARIABLE.encode())
+        if name:
+            names.add(name.decode(errors="replace"))
+    return names
 
 
 def _read_exit_file(path: Path, job_id: int, attempt: int) -> ExitStatus | None:
@@ -602,13 +632,63 @@ class LocalProcessExecutor(Executor):
             return ref.container_id in self._by_id
 
     def list_managed(self) -> list[ContainerRef]:
-        """Return the processes this executor started and has not removed.
+        """Return this executor's processes, and the ended attempts left under its output root.
 
-        Processes of other worker processes are not listed (they are not
-        ours to remove); :meth:`find` sees them.
+        Processes that other worker processes run are not listed (they are
+        not ours to remove); :meth:`find` sees them. An attempt directory
+        that no live process of this machine uses and that this executor
+        does not know is listed too: the clean-up then removes it, or has its
+        end recorded, as for a container. One whose supervisor wrote its end
+        (its worker was killed after recording the end, before deleting it)
+        is adopted as an ended process (:meth:`adopt_ended`); one without
+        (killed with its worker) is listed as ``pid-0-<directory>`` and not
+        remembered, since only its job's row can tell whether it was lost
+        or is being launched.
         """
+        ended, killed = self._orphan_attempts()
+        for status in ended:
+            self.adopt_ended(status)
         with self._lock:
-            return [process.ref for process in self._by_attempt.values()]
+            return [process.ref for process in self._by_attempt.values()] + killed
+
+    def _orphan_attempts(self) -> tuple[list[ExitStatus], list[ContainerRef]]:
+        """The attempts of this output root that no process runs and this executor does not know.
+
+        Returns:
+            Those that ended by themselves (an exit file), and those killed
+            (none: known only where ``/proc`` shows that nothing runs them).
+        """
+        prefix = f"{container_name(0, 0).partition('-job-')[0]}-job-"
+        try:
+            directories = [
+                path for path in self._root().glob(f"{glob.escape(prefix)}*-a*-*") if path.is_dir()
+            ]
+        except OSError:
+            return [], []
+        ended: list[ExitStatus] = []
+        killed: list[ContainerRef] = []
+        live: set[str] | None = None
+        for directory in directories:
+            match = _ATTEMPT_DIRECTORY.fullmatch(directory.name[len(prefix) :])
+            if match is None:
+                continue
+            job_id, attempt = int(match.group(1)), int(match.group(2))
+            with self._lock:
+                if (job_id, attempt) in self._by_attempt:
+                    continue
+            status = _read_exit_file(directory / EXIT_FILE, job_id, attempt)
+            if status is not None:
+                ended.append(status)
+                continue
+            # No exit file: killed with its worker, or still being started.
+            # Only /proc can tell whether something runs it.
+            if not HAS_PROC:
+                continue
+            if live is None:
+                live = live_attempt_names()
+            if container_name(job_id, attempt) not in live:
+                killed.append(ContainerRef(job_id, attempt, f"pid-0-{directory.name}"))
+        return ended, killed
 
     def wait_finished(
         self, refs: Iterable[ContainerRef], timeout_seconds: float
@@ -719,10 +799,18 @@ class LocalProcessExecutor(Executor):
             raise ExecutorError(f"Process {ref.container_id} is not running", transient=False)
 
     def remove(self, ref: ContainerRef) -> None:
-        """Kill the process if it runs, then delete its directory and forget it."""
+        """Kill the process if it runs, then delete its directory and forget it.
+
+        A killed attempt listed by :meth:`list_managed` (``pid-0-...``) has
+        its directory deleted when nothing runs it.
+        """
         try:
             process = self._get(ref)
         except ContainerNotFoundError:
+            if _pid_of_id(ref.container_id) == 0 and not attempt_processes(
+                container_name(ref.job_id, ref.attempt)
+            ):
+                shutil.rmtree(self._directory_of(ref), ignore_errors=True)
             return
         self._signal(process, signal.SIGKILL)
         process.ended.wait(REAP_TIMEOUT_SECONDS)

@@ -1,7 +1,7 @@
 """What the worker's clean-up of leftover containers reads: hosts, jobs, recorded ends.
 
 The clean-up (``container_manager.worker.sweeper``) lists the containers of
-each Docker host and decides, container by container, from the rows read
+each Docker host (and the attempts of each process host on this machine) and decides, container by container, from the rows read
 here. It writes nothing itself: the end of a cancelled or timed-out job whose
 output is not stored yet is recorded by ``finish_job``, like any other end.
 """
@@ -37,14 +37,17 @@ class CleanupMixin(ManagerBase):
     """Reads of the clean-up of leftover containers; mixed into ``JobQueueManager``."""
 
     def hosts_to_sweep(self) -> list[ExecutorHost]:
-        """Return the active Docker hosts that are not known to be down.
+        """Return the active Docker and process hosts that are not known to be down.
 
         Unhealthy hosts are left to the host checks; they are swept once
-        they answer again.
+        they answer again. A process host's attempts are swept on the
+        machine of each worker that sweeps it: every machine clears its own.
         """
         return list(
             ExecutorHost.objects.using(self.using)
-            .filter(is_active=True, executor_type=ExecutorType.DOCKER)
+            .filter(
+                is_active=True, executor_type__in=(ExecutorType.DOCKER, ExecutorType.PROCESS)
+            )
             .exclude(health_status=HealthStatus.UNHEALTHY)
             .order_by("pk")
         )

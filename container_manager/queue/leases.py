@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 #: How far in the past an expired-on-purpose lease is set, so that it reads as
 #: expired on every machine even with a little clock skew.
 EXPIRED_LEASE_AGE = timedelta(seconds=1)
+#: The error code of a job whose worker stopped beating (docs/api-reference.md).
+WORKER_LOST = "WORKER_LOST"
 
 
 def lease_delta(lease_seconds: int | float | None) -> timedelta:
@@ -263,6 +265,7 @@ class LeaseMixin(ManagerBase):
         what_happened: str = "",
         lost_worker: str = "",
         held_by: str = "",
+        error_code: str = WORKER_LOST,
     ) -> bool:
         """Put an expired job whose container or process is gone back in the queue.
 
@@ -270,7 +273,7 @@ class LeaseMixin(ManagerBase):
         a late container of the lost attempt can never be confused with the
         new one) and its ``retry_count``: a worker that died is not the job's
         failure, so it costs the job none of its retries. ``last_error`` says
-        what became of the lost attempt, and ``error_code`` is ``WORKER_LOST``.
+        what became of the lost attempt, and ``error_code`` why it was lost.
 
         Args:
             job: An expired job, as loaded by :meth:`expired_jobs` (guarded on
@@ -284,6 +287,9 @@ class LeaseMixin(ManagerBase):
             held_by: The worker that took the job over (:meth:`take_over`) to
                 kill the attempt's process before queueing it again; the
                 update is then guarded on that holder and the attempt.
+            error_code: ``WORKER_LOST`` (the default: its worker stopped
+                beating), or ``HOST_UNAVAILABLE`` when the attempt was lost
+                because its host did not answer while its worker lived on.
 
         Returns:
             True when the job was requeued; False when someone else got to it first.
@@ -303,7 +309,7 @@ class LeaseMixin(ManagerBase):
                 f"Attempt {job.attempt} (held by worker {lost!r}) {happened}; queued again"
             ),
             "last_error_at": now,
-            "error_code": "WORKER_LOST",
+            "error_code": error_code,
         }
         rows: QuerySet[ContainerJob]
         if held_by:

@@ -158,7 +158,8 @@ class Worker:
             self.state,
             self.heartbeat_seconds,
             monitor=self.host_monitor,
-            sweeper=self.sweeper,
+            # With ``once`` the clean-up is one pass of its own at the end.
+            sweeper=None if self.once else self.sweeper,
         )
 
     # State ---------------------------------------------------------------------
@@ -345,6 +346,9 @@ class Worker:
         while self.follower.has_unadoptable() and not self.is_stopping:
             self.follower.poll_all(ONCE_FOLLOW_SLICE_SECONDS)
             self.follower.sync()
+        # No sweeper thread runs with ``once`` (a worker run from cron would
+        # end before its first pass): leftovers are cleared in one pass here.
+        self.sweeper.sweep()
 
     def _shutdown(self) -> None:
         if self.is_stopping and self._stop_signal:

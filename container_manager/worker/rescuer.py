@@ -104,6 +104,8 @@ def _pid_in(container_id: str) -> str:
 
 #: The error code of a job left for the rescue because its host did not answer.
 HOST_UNAVAILABLE = "HOST_UNAVAILABLE"
+#: The error code of a job whose worker stopped beating.
+WORKER_LOST = "WORKER_LOST"
 
 
 def _ended_attempt(executor: Executor, job: ContainerJob) -> ExitStatus | None:
@@ -372,16 +374,18 @@ class Rescuer:
 
     def _requeue(self, job: ContainerJob) -> bool:
         host = getattr(job.host, "name", None) or "?"
+        code = WORKER_LOST
         if job.error_code == HOST_UNAVAILABLE:
             # Left for the rescue by a launch that could not reach the host:
             # the worker is not known to be lost, nor the container never made.
+            code = HOST_UNAVAILABLE
             happened = (
                 f"was launched while host {host!r} did not answer, so whether it made a "
                 f"container was unknown; the host answers again and has no container of it"
             )
         else:
             happened = f"has no container on host {host!r} (none was made, or it was removed since)"
-        if not self.queue_manager.requeue_orphan(job, what_happened=happened):
+        if not self.queue_manager.requeue_orphan(job, what_happened=happened, error_code=code):
             return False
         self.state.stats.count("jobs_requeued")
         self.state.echo(f"Requeued job {job.pk}: attempt {job.attempt} {happened}")
@@ -479,7 +483,7 @@ class Rescuer:
                 )
                 logger.warning(message, extra={"job_id": job.pk, "worker_id": state.worker_id})
                 self.queue_manager.expire_leases(
-                    state.worker_id, [int(job.pk)], last_error=message, error_code="WORKER_LOST"
+                    state.worker_id, [int(job.pk)], last_error=message, error_code=WORKER_LOST
                 )
                 return False
             pause.wait(KILL_POLL_SECONDS)

@@ -2,8 +2,8 @@
 
 A worker killed (SIGKILL) or an engine restarted at the wrong moment can
 leave a container that nobody follows any more. Every worker runs a
-:class:`Sweeper`, a thread started and stopped with its heartbeat, that every
-``CLEANUP_INTERVAL_SECONDS`` lists the containers of this project on each
+:class:`Sweeper`, a thread started and stopped with its heartbeat, that at
+its start and then every ``CLEANUP_INTERVAL_SECONDS`` lists the containers of this project on each
 active Docker host not known to be down (``Containers.list_managed``), reads
 their jobs in one query (``JobQueueManager.jobs_of_containers``) and decides
 container by container (:func:`decide`):
@@ -146,7 +146,7 @@ class _Tally:
 
 
 class Sweeper(threading.Thread):
-    """Background thread: remove or kill leftover containers, every interval.
+    """Background thread: remove or kill leftover containers, at start and every interval.
 
     Args:
         queue_manager: The queue: hosts and jobs to read, ends to record.
@@ -183,12 +183,16 @@ class Sweeper(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
+        # The first pass comes at once: a worker starting after a crash
+        # clears what the crash left without waiting a whole interval.
         try:
-            while not self._stop_event.wait(self.interval_seconds):
+            while True:
                 close_old_connections()
                 self.sweep()
                 # A broken connection is replaced at the next pass.
                 drop_connection_if_broken()
+                if self._stop_event.wait(self.interval_seconds):
+                    break
         finally:
             connection.close()
 

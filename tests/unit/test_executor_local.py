@@ -176,3 +176,53 @@ def test_an_output_directory_that_cannot_be_made_is_an_executor_error(local_host
     with pytest.raises(ExecutorError, match="output directory"):
         executor.launch(make_spec("exit 0"))
     assert executor.list_managed() == []
+
+
+def test_an_ended_attempt_left_by_another_worker_process_is_listed_and_removable(
+    local_host, local_executor, make_spec, tmp_path
+):
+    # The first worker process recorded the end, then died before deleting the directory.
+    ended = local_executor.launch(make_spec("echo done"))
+    assert wait_one(local_executor, ended).exit_code == 0
+    running = local_executor.launch(make_spec("sleep 300"))
+    next_worker = LocalProcessExecutor(local_host)
+    try:
+        listed = next_worker.list_managed()
+        # The ended attempt is listed with the end its supervisor wrote; the live one is not.
+        assert [(r.job_id, r.attempt) for r in listed] == [(ended.job_id, 1)]
+        [status] = next_worker.wait_finished(listed, 0)
+        assert status.exit_code == 0
+        assert next_worker.logs(listed[0], 1000).stdout == "done\n"
+
+        next_worker.remove(listed[0])
+
+        assert next_worker.list_managed() == []
+        names = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+        assert names == [running.container_id.split("-", 2)[2]]
+    finally:
+        next_worker.close()
+
+
+def test_a_killed_attempts_directory_is_listed_only_once_nothing_runs_it(
+    local_host, local_executor, make_spec, tmp_path
+):
+    from container_manager.executors.base import container_name
+
+    # What a worker killed with its job leaves: a directory without an exit file.
+    killed = tmp_path / f"{container_name(990_001, 2)}-abc123"
+    killed.mkdir()
+    (killed / "stdout.log").write_text("half\n")
+    next_worker = LocalProcessExecutor(local_host)
+    try:
+        [ref] = next_worker.list_managed()
+        assert (ref.job_id, ref.attempt, ref.container_id) == (990_001, 2, f"pid-0-{killed.name}")
+        [status] = next_worker.wait_finished([ref], 0)
+        assert status.exit_code is None
+        # Not remembered: only the job's row can say whether it was lost.
+        assert next_worker.find(990_001, 2) is None
+
+        next_worker.remove(ref)
+
+        assert not killed.exists()
+    finally:
+        next_worker.close()

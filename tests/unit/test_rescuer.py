@@ -183,6 +183,8 @@ def test_a_job_left_for_the_rescue_while_its_host_was_down_is_requeued_saying_so
     job.refresh_from_db()
     assert job.status == JobStatus.QUEUED
     assert job.attempt == 1
+    # Its worker lived on: the code names the host, not a lost worker.
+    assert job.error_code == "HOST_UNAVAILABLE"
     assert "never made" not in job.last_error
     assert "before its container was made" not in job.last_error
     assert f"was launched while host {host.name!r} did not answer" in job.last_error

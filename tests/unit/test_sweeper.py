@@ -241,7 +241,7 @@ def test_a_host_that_does_not_answer_is_logged_once_and_tried_again(
 
 
 @pytest.mark.django_db
-def test_only_active_docker_hosts_that_are_not_down_are_swept():
+def test_only_active_docker_and_process_hosts_that_are_not_down_are_swept():
     def host(name, **fields):
         fields.setdefault("connection_string", "unix:///var/run/docker.sock")
         return ExecutorHost.objects.create(name=name, **fields)
@@ -250,9 +250,9 @@ def test_only_active_docker_hosts_that_are_not_down_are_swept():
     unknown = host("unknown")
     host("down", health_status=HealthStatus.UNHEALTHY)
     host("inactive", is_active=False)
-    host("local", executor_type="process", connection_string="")
+    local = host("local", executor_type="process", connection_string="")
 
-    assert queue_manager.hosts_to_sweep() == [healthy, unknown]
+    assert queue_manager.hosts_to_sweep() == [healthy, unknown, local]
 
 
 @pytest.mark.django_db
@@ -303,3 +303,78 @@ def test_the_heartbeat_starts_and_stops_the_sweeper(fake_host, fake_executor, mo
 
     assert gone.container_id in fake_executor.removed
     assert not part.is_alive()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_first_pass_comes_at_start_not_one_interval_later(
+    fake_host, fake_executor, monkeypatch
+):
+    gone = fake_executor.add_container(99_994, 1)
+    monkeypatch.setattr(queue_manager, "hosts_to_sweep", lambda: [fake_host])
+    part = sweeper(interval_seconds=3600)
+
+    part.start()
+    try:
+        deadline = timezone.now() + timedelta(seconds=10)
+        while gone.container_id not in fake_executor.removed and timezone.now() < deadline:
+            part.state.sleep(0.05)
+    finally:
+        part.stop()
+        part.join(5)
+
+    assert gone.container_id in fake_executor.removed
+    assert not part.is_alive()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_once_worker_clears_leftovers_in_a_pass_of_its_own(
+    fake_host, fake_executor, monkeypatch
+):
+    from container_manager.worker import Worker
+
+    gone = fake_executor.add_container(99_993, 1)
+    monkeypatch.setattr(queue_manager, "hosts_to_sweep", lambda: [fake_host])
+
+    worker = Worker(worker_id="w-once-sweep", once=True, queue_manager=queue_manager)
+    assert worker._heartbeat.sweeper is None  # no thread: the pass is the run's own
+    worker.run()
+
+    assert gone.container_id in fake_executor.removed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pass_over_a_process_host_deletes_attempt_directories_whose_end_is_stored(tmp_path):
+    from container_manager.executors import close_executors
+    from container_manager.executors.base import container_name
+    from container_manager.executors.process_supervisor import EXIT_FILE
+
+    host = ExecutorHost.objects.create(
+        name="local-sweep", executor_type="process", executor_config={"output_dir": str(tmp_path)}
+    )
+    completed = job_at(host, JobStatus.COMPLETED, exit_code=0, stdout="stored\n")
+    launching = job_at(host, JobStatus.RUNNING)
+    ContainerJob.objects.filter(pk=launching.pk).update(status=JobStatus.QUEUED)
+    ContainerJob.objects.filter(pk=launching.pk).update(status=JobStatus.VALIDATING)
+
+    def directory(job, exit_line=None):
+        path = tmp_path / f"{container_name(job.pk, 1)}-xyz"
+        path.mkdir()
+        (path / "stdout.log").write_text("stored\n")
+        if exit_line:
+            (path / EXIT_FILE).write_text(exit_line)
+        return path
+
+    # A worker recorded the end and was killed before deleting the directory.
+    ended_dir = directory(completed, "0 4242 exited\n")
+    # Another worker process made this one and has not started its command yet.
+    starting_dir = directory(launching)
+    try:
+        tally = sweeper().sweep_host(host)
+    finally:
+        close_executors()
+
+    assert not ended_dir.exists()
+    assert starting_dir.exists()
+    assert (tally.removed, tally.failed) == (1, 0)
+    completed.refresh_from_db()
+    assert (completed.status, completed.stdout) == (JobStatus.COMPLETED, "stored\n")
