@@ -672,7 +672,7 @@ class Feeder(threading.Thread):
             for index, spec in enumerate(self.specs):
                 due = self._t0 + self._seconds * index / max(1, total)
                 while time.monotonic() < due:
-                    time.sleep(min(0.05, due - time.monotonic()))
+                    time.sleep(max(0.0, min(0.05, due - time.monotonic())))
                 self.run_.deadline.check()
                 self.queue_one(*spec)
             self.finished_at = time.monotonic()
