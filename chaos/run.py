@@ -372,6 +372,7 @@ class Run:
                 watcher.first_terminal,
                 watcher.holders,
                 [Outage(r["kind"], r["down_at"], r["back_at"]) for r in restarts.log],
+                self.pool.lost_at(),
             )
         else:
             assert proc_witness is not None

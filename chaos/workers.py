@@ -117,6 +117,15 @@ class WorkerPool:
         self.note(f"started {name} pid {proc.pid} in slot {slot}")
         return worker
 
+    def lost_at(self) -> dict[str, float]:
+        """Worker id -> wall time (epoch seconds) of the suite's SIGKILL or SIGTERM of it."""
+        offset = time.time() - time.monotonic()
+        return {
+            w.name: w.signalled_at + offset
+            for w in self.workers
+            if w.signalled_at is not None and not w.final_stop
+        }
+
     def start_all(self) -> None:
         for slot in range(self.slots):
             self.start(slot)

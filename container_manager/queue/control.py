@@ -18,6 +18,7 @@ from container_manager import states
 from container_manager.exceptions import ContainerStopDeferredError, InvalidStateTransition
 from container_manager.models import ContainerJob, ExecutorHost, JobQueue
 from container_manager.models.queue import check_queue_name
+from container_manager.models.validation import text_problem
 from container_manager.notify import announce_work
 from container_manager.queue.base import ManagerBase
 from container_manager.states import JobStatus
@@ -82,8 +83,11 @@ class ControlMixin(ManagerBase):
         hosts = ExecutorHost.objects.using(self.using)
         if isinstance(host, ExecutorHost):
             row = hosts.filter(pk=host.pk).first()
-        else:
+        elif isinstance(host, str) and not text_problem(host):
             row = hosts.filter(name=host).first()
+        else:
+            # Not a name any host can have (PostgreSQL would refuse a NUL in the query).
+            row = None
         if row is None:
             raise ExecutorHost.DoesNotExist(f"No executor host {host!s}")
         hosts.filter(pk=row.pk).update(is_paused=is_paused)

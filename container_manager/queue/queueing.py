@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 #: Statuses from which ``queue_job`` may queue a job.
 QUEUEABLE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.FAILED, JobStatus.TIMEOUT})
+#: The largest LIMIT every database takes (a signed 64-bit integer).
+MAX_LIMIT = 2**63 - 1
 
 
 class QueueingMixin(ManagerBase):
@@ -139,15 +141,17 @@ class QueueingMixin(ManagerBase):
             A QuerySet (sliced when ``limit`` is given).
 
         Raises:
-            ValueError: A negative ``limit``.
+            ValueError: ``limit`` is negative or not a whole number.
         """
         qs = self._ready_queryset()
         if exclude_ids:
             qs = qs.exclude(pk__in=list(exclude_ids))
         if limit is not None:
-            if limit < 0:
-                raise ValueError(f"limit must be 0 or more, not {limit}")
-            qs = qs[:limit]
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise ValueError(f"limit must be a whole number 0 or more, not {limit!r}")
+            # A limit past what a database can count is the same as none.
+            if limit < MAX_LIMIT:
+                qs = qs[:limit]
         return qs
 
     def get_failed_jobs(self, queue: str | None = None) -> QuerySet[ContainerJob]:

@@ -53,3 +53,13 @@ def test_only_the_final_attempts_death_counts():
     figures = end_latencies(runs, {1: ("completed", 2)}, {1: 100.25}, {(1, 2): {"w"}}, [])
 
     assert figures["followed"]["max"] == 0.25
+
+
+def test_an_end_whose_only_seen_holder_was_killed_counts_as_adopted():
+    # The adopting worker recorded the end before the watcher saw it hold the job.
+    figures = end_latencies(
+        [run(1, 100.0)], {1: ("completed", 1)}, {1: 120.0}, {(1, 1): {"w1"}}, [], {"w1": 101.0}
+    )
+
+    assert figures["adopted"]["count"] == 1
+    assert figures["followed"]["count"] == 0

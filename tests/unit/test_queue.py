@@ -315,7 +315,7 @@ def test_get_ready_jobs_applies_limit_and_exclude_ids():
 
 
 def test_get_ready_jobs_refuses_a_negative_limit():
-    with pytest.raises(ValueError, match="limit must be 0 or more"):
+    with pytest.raises(ValueError, match="limit must be a whole number 0 or more"):
         queue_manager.get_ready_jobs(limit=-1)
 
 
