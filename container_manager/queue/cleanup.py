@@ -1,9 +1,10 @@
 """What the worker's clean-up of leftover containers reads: hosts, jobs, recorded ends.
 
 The clean-up (``container_manager.worker.sweeper``) lists the containers of
-each Docker host (and the attempts of each process host on this machine) and decides, container by container, from the rows read
-here. It writes nothing itself: the end of a cancelled or timed-out job whose
-output is not stored yet is recorded by ``finish_job``, like any other end.
+each Docker host (and the attempts of each process host on this machine) and
+decides, container by container, from the rows read here. It writes nothing
+itself: the end of a cancelled or timed-out job whose output is not stored
+yet is recorded by ``finish_job``, like any other end.
 """
 
 from __future__ import annotations
@@ -45,9 +46,7 @@ class CleanupMixin(ManagerBase):
         """
         return list(
             ExecutorHost.objects.using(self.using)
-            .filter(
-                is_active=True, executor_type__in=(ExecutorType.DOCKER, ExecutorType.PROCESS)
-            )
+            .filter(is_active=True, executor_type__in=(ExecutorType.DOCKER, ExecutorType.PROCESS))
             .exclude(health_status=HealthStatus.UNHEALTHY)
             .order_by("pk")
         )

@@ -327,9 +327,7 @@ def test_the_first_pass_comes_at_start_not_one_interval_later(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_once_worker_clears_leftovers_in_a_pass_of_its_own(
-    fake_host, fake_executor, monkeypatch
-):
+def test_a_once_worker_clears_leftovers_in_a_pass_of_its_own(fake_host, fake_executor, monkeypatch):
     from container_manager.worker import Worker
 
     gone = fake_executor.add_container(99_993, 1)
