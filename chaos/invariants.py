@@ -14,6 +14,7 @@ worker leaves no end), a kernel lock decides: ``overlap_witnessed``.
 
 from __future__ import annotations
 
+import signal
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -82,6 +83,8 @@ class WorkerLife:
     #: Seconds from the SIGTERM to its exit; None if it did not exit in time.
     stop_seconds: float | None = None
     log_tail: str = ""
+    #: Whether it said it was ready (registered, signal handlers installed).
+    was_ready: bool = True
 
 
 @dataclass
@@ -163,6 +166,16 @@ def doubled_runs(runs: list[Run]) -> list[str]:
                 continue
             break
     return found
+
+
+def _ended_before_ready(worker: WorkerLife) -> bool:
+    """A SIGTERM that came while the worker was still starting: it ended by the signal's
+    default action, before it registered or could take a job."""
+    return (
+        worker.signal_sent == "SIGTERM"
+        and not worker.was_ready
+        and worker.exit_code == -signal.SIGTERM
+    )
 
 
 def compute(outcome: Outcome) -> list[Row]:
@@ -256,7 +269,14 @@ def compute(outcome: Outcome) -> list[Row]:
             else "did not exit in time after SIGTERM"
         )
         for w in outcome.workers
-        if w.signal_sent == "SIGTERM" and (w.stop_seconds is None or w.exit_code != 0)
+        if w.signal_sent == "SIGTERM"
+        and (w.stop_seconds is None or w.exit_code != 0)
+        and not _ended_before_ready(w)
+    ]
+    before_ready = [
+        f"{w.name} (pid {w.pid}): exited with status {w.exit_code} before it was ready"
+        for w in outcome.workers
+        if _ended_before_ready(w)
     ]
 
     started_runs = [r for r in outcome.runs if r.started is not None]
@@ -295,6 +315,12 @@ def compute(outcome: Outcome) -> list[Row]:
         Row("workers that died on their own", len(died), details=_examples(died)),
         Row(
             "workers that did not stop cleanly on SIGTERM", len(unclean), details=_examples(unclean)
+        ),
+        Row(
+            "workers ended by SIGTERM while starting, holding nothing (not counted)",
+            len(before_ready),
+            invariant=False,
+            details=_examples(before_ready),
         ),
         Row(
             "time to drain after the faults stop (s)",

@@ -24,6 +24,8 @@ from chaos.invariants import WorkerLife
 ROOT = Path(__file__).resolve().parent.parent
 #: A worker that died on its own is replaced after this pause.
 RESPAWN_PAUSE_SECONDS = 1.0
+#: What a worker prints once it is registered and handles its signals.
+READY_TEXT = " ready (pid "
 
 
 @dataclass
@@ -55,7 +57,16 @@ class Worker:
             final_stop=self.final_stop,
             stop_seconds=stop_seconds,
             log_tail=tail,
+            was_ready=is_ready(self.log_path),
         )
+
+
+def is_ready(path: Path) -> bool:
+    """Whether the worker's log has its "ready" line (it registered and handles signals)."""
+    try:
+        return READY_TEXT in path.read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def log_tail(path: Path, lines: int = 3) -> str:

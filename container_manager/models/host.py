@@ -15,6 +15,8 @@ from container_manager.models.queries import HostQuerySet
 from container_manager.models.validation import CheckedFieldsMixin, text_problem
 
 MAX_WEIGHT = 1000
+#: The length of the ``executor_type`` column.
+MAX_EXECUTOR_TYPE_LENGTH = 20
 
 
 class ExecutorType(models.TextChoices):
@@ -142,7 +144,9 @@ class ExecutorHost(CheckedFieldsMixin, models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     executor_type = models.CharField(
-        max_length=20, choices=ExecutorType.choices, default=ExecutorType.DOCKER
+        max_length=MAX_EXECUTOR_TYPE_LENGTH,
+        choices=ExecutorType.choices,
+        default=ExecutorType.DOCKER,
     )
     connection_string = models.CharField(
         max_length=500,
@@ -204,6 +208,10 @@ class ExecutorHost(CheckedFieldsMixin, models.Model):
             errors["executor_type"] = "An executor type is required, e.g. docker or process."
         elif text_problem(self.executor_type):
             errors["executor_type"] = text_problem(self.executor_type)
+        elif len(self.executor_type) > MAX_EXECUTOR_TYPE_LENGTH:
+            errors["executor_type"] = (
+                f"At most {MAX_EXECUTOR_TYPE_LENGTH} characters (it has {len(self.executor_type)})."
+            )
         if isinstance(self.connection_string, str):
             problem = connection_string_problem(self.executor_type, self.connection_string)
             if problem:
@@ -246,12 +254,14 @@ class EnvironmentVariableTemplate(CheckedFieldsMixin, models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Validate the fields and variables before writing, so a bad template is never stored."""
         self.clean_fields()
-        parse_env_text(self.environment_variables_text)
+        self.clean()
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
         """Reject malformed lines, naming the line."""
         super().clean()
+        if not isinstance(self.environment_variables_text, str):
+            return  # clean_fields names the field
         try:
             parse_env_text(self.environment_variables_text)
         except ValidationError as exc:

@@ -20,6 +20,8 @@ Every message names the field (``{"name": ["..."]}``).
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import math
 from collections.abc import Collection, Iterator
 from typing import Any
@@ -93,6 +95,8 @@ def json_problem(value: Any) -> str:
 def _number_problem(field: models.Field[Any, Any], value: Any) -> str:
     if isinstance(value, bool):
         return "Must be a number, not true or false."
+    if not isinstance(value, int | float | str | decimal.Decimal):
+        return f"Must be a number, not {type(value).__name__}."
     if isinstance(field, models.FloatField):
         if isinstance(value, int | float) and not math.isfinite(float(value)):
             return "Must be a finite number."
@@ -120,6 +124,20 @@ def _number_problem(field: models.Field[Any, Any], value: Any) -> str:
     return ""
 
 
+def _is_missing(field: models.Field[Any, Any], value: Any) -> bool:
+    """None in a column that cannot hold it (numbers are checked with their own rule).
+
+    Django's ``clean_fields`` lets None through for a field that may be
+    blank, and the database then refuses it.
+    """
+    if value is not None or field.null:
+        return False
+    if isinstance(field, models.IntegerField | models.FloatField | models.JSONField):
+        return False
+    # Filled in by ``pre_save``, after validation.
+    return not getattr(field, "auto_now", False) and not getattr(field, "auto_now_add", False)
+
+
 def field_problems(instance: models.Model, exclude: Collection[str] = ()) -> dict[str, str]:
     """Check ``instance``'s fields for what Django would leave to the database.
 
@@ -134,7 +152,9 @@ def field_problems(instance: models.Model, exclude: Collection[str] = ()) -> dic
             continue
         value = getattr(instance, field.attname)
         problem = ""
-        if isinstance(field, models.JSONField):
+        if _is_missing(field, value):
+            problem = "This field cannot be null."
+        elif isinstance(field, models.JSONField):
             if value is None and not field.null:
                 problem = "This field cannot be null."
             else:
@@ -143,6 +163,9 @@ def field_problems(instance: models.Model, exclude: Collection[str] = ()) -> dic
             problem = text_problem(value)
             if not problem and field.max_length and len(value) > field.max_length:
                 problem = f"At most {field.max_length} characters (it has {len(value)})."
+        elif isinstance(field, models.DateField) and value is not None:
+            if not isinstance(value, datetime.date | str):
+                problem = f"{value!r} is not a date and time."
         elif isinstance(field, models.IntegerField | models.FloatField):
             if value is None or value == "":
                 if field.null:

@@ -170,6 +170,22 @@ def test_workers_that_died_on_their_own_or_stopped_badly():
     assert "CommandError" in died.details[0]
 
 
+def test_a_sigterm_while_starting_counts_only_before_the_worker_is_ready():
+    workers = [
+        # Killed by the signal's default action while importing: it held nothing.
+        WorkerLife("w1", 1, "SIGTERM", -15, final_stop=True, stop_seconds=0.1, was_ready=False),
+        # Ready, then ended by the signal instead of stopping cleanly: counted.
+        WorkerLife("w2", 2, "SIGTERM", -15, final_stop=True, stop_seconds=0.1, was_ready=True),
+    ]
+    result = compute(outcome(clean_runs(), workers=workers))
+
+    assert failing(result) == {"workers that did not stop cleanly on SIGTERM": 1}
+    figure = values(result)[
+        "workers ended by SIGTERM while starting, holding nothing (not counted)"
+    ]
+    assert figure == 1
+
+
 def test_the_same_seed_gives_the_same_schedule():
     plan = FaultPlan(fault_seconds=60, workers=4)
     first = make_schedule(7, plan)

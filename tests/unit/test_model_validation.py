@@ -64,6 +64,11 @@ def nested(depth: int) -> dict:
         ("memory_limit_mb", "abc", "not a whole number"),
         ("priority", 1.5, "not a whole number"),
         ("status", "bogus", "Unknown status"),
+        ("name", None, "cannot be null"),
+        ("is_shell_command", None, "cannot be null"),
+        ("memory_limit_mb", [], "not list"),
+        ("timeout_seconds", {}, "not dict"),
+        ("scheduled_for", 0, "not a date and time"),
     ],
 )
 def test_a_bad_job_field_is_refused_by_save_and_full_clean_naming_it(field, value, expected):
@@ -204,3 +209,18 @@ def test_pausing_a_queue_with_a_name_no_column_can_hold_is_a_value_error(name, e
         with pytest.raises(ValueError, match=expected):
             call(name)
     assert not JobQueue.objects.exists()
+
+
+def test_an_executor_type_longer_than_its_column_is_refused_at_save():
+    host = ExecutorHost(name="h", executor_type="x" * 21, connection_string="")
+
+    assert "At most 20 characters" in refused(host.save, "executor_type")
+    assert not ExecutorHost.objects.exists()
+
+
+def test_a_template_without_text_is_refused_naming_the_field():
+    template = EnvironmentVariableTemplate(name="t", environment_variables_text=None)
+
+    assert "cannot be null" in refused(template.save, "environment_variables_text")
+    assert "cannot be null" in refused(template.full_clean, "environment_variables_text")
+    assert not EnvironmentVariableTemplate.objects.exists()
