@@ -150,11 +150,40 @@ def fill_queued(jobs: int) -> None:
 # Drain ----------------------------------------------------------------------------
 
 
+def _xact_commits() -> int:
+    """Committed transactions of this database so far, every backend's stats flushed."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def _settled_xact_commits(timeout: float = 5.0) -> int:
+    """:func:`_xact_commits` once it stops moving: ended workers' stats reach it at their exit."""
+    last = _xact_commits()
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        time.sleep(0.2)
+        now = _xact_commits()
+        # Each look is itself 2 transactions of this session.
+        if now - last <= 2:
+            return now
+        last = now
+    return last
+
+
 def drain_worker(jobs: int, processes: int) -> dict[str, float]:
     """Jobs/s of ``processes`` idle workers draining ``jobs`` jobs queued at once (no-op host).
 
     The jobs are committed in one transaction with one NOTIFY; the clock runs
-    from that commit until no job is left unfinished.
+    from that commit until no job is left unfinished. Also counts the
+    transactions the workers committed per job (``pg_stat_database``
+    deltas, less this process's own looks at the table), from their start to
+    their exit: the steady state plus a start-up and a stop of each worker.
     """
     from django.db import transaction
 
@@ -163,24 +192,33 @@ def drain_worker(jobs: int, processes: int) -> dict[str, float]:
 
     clear_jobs()
     noop, _ = hosts()
+    rows = [new_job(noop) for _ in range(jobs)]
+    looks = 0
+
+    def drained() -> bool:
+        nonlocal looks
+        looks += 1
+        return _not_terminal() == 0
+
+    commits_before = _settled_xact_commits()
     workers = start_workers(processes, DRAIN_CONCURRENCY)
     try:
-        rows = [new_job(noop) for _ in range(jobs)]
         with transaction.atomic():
             ContainerJob.objects.bulk_create(rows, batch_size=1000)
             _analyze()
             announce_work("")
         start = time.perf_counter()
-        if not wait_until(lambda: _not_terminal() == 0, 900, 0.05):
+        if not wait_until(drained, 900, 0.05):
             raise RuntimeError(f"{_not_terminal()} jobs still unfinished after 900 s")
         elapsed = time.perf_counter() - start
         rss = max(w.peak_rss_kb() for w in workers)
     finally:
         stop_workers(workers)
+    commits = _settled_xact_commits() - commits_before - looks - 1
     failed = jobs - _count("completed")
     if failed:
         raise RuntimeError(f"{failed} no-op jobs did not complete")
-    return {"rate": jobs / elapsed, "rss_mb": rss / 1024}
+    return {"rate": jobs / elapsed, "rss_mb": rss / 1024, "xacts_per_job": commits / jobs}
 
 
 def drain_floor(jobs: int, processes: int) -> float:

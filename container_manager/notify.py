@@ -13,6 +13,7 @@ processes' are found by polling.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -46,26 +47,45 @@ def announce_work(queue: str = "", using: str = "default") -> None:
 
     Outside a transaction the announcement goes out at once. On PostgreSQL it
     is a ``NOTIFY`` on ``NOTIFY_CHANNEL`` with the queue name as payload;
-    waiters of this process are woken on every database.
+    inside a transaction it is sent as part of it (PostgreSQL delivers it at
+    the commit, once however many times the same queue is announced, and
+    drops it on a rollback), which saves a transaction of its own. Waiters
+    of this process are woken after the commit, on every database.
 
     Args:
         queue: The named queue that got work (the payload; may be empty).
         using: The database alias.
     """
+    connection = connections[using]
+    if connection.in_atomic_block and is_postgresql(using):
+        _notify(queue, using)
+        transaction.on_commit(_wake_local, using=using)
+        return
     transaction.on_commit(lambda: _send(queue, using), using=using)
 
 
-def _send(queue: str, using: str) -> None:
+def _wake_local() -> None:
     for waiter in _live_waiters():
         waiter.wake(_WORK)
-    if not is_postgresql(using):
-        return
+
+
+def _notify(queue: str, using: str) -> None:
     try:
         with connections[using].cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [str(settings.NOTIFY_CHANNEL), queue])
     except Exception:
-        # The job is committed; a lost wake-up only costs one poll interval.
+        # A lost wake-up only costs one poll interval.
         logger.warning("Could not send NOTIFY for queue %r", queue, exc_info=True)
+        raise
+
+
+def _send(queue: str, using: str) -> None:
+    _wake_local()
+    if not is_postgresql(using):
+        return
+    # The job is committed; a lost wake-up only costs one poll interval.
+    with contextlib.suppress(Exception):
+        _notify(queue, using)
 
 
 def _live_waiters() -> list[WorkWaiter]:

@@ -304,6 +304,16 @@ class ContainerJob(CheckedFieldsMixin, models.Model):
         super().refresh_from_db(*args, **kwargs)
         self._loaded_status = self.status
 
+    def set_stored(self, fields: dict[str, Any]) -> None:
+        """Set what a guarded UPDATE just wrote on this instance, instead of reading it back.
+
+        Args:
+            fields: The columns written, ``status`` included if it was.
+        """
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self._loaded_status = self.status
+
     # State machine --------------------------------------------------------
 
     def can_transition_to(self, new_status: str) -> bool:

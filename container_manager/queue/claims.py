@@ -322,7 +322,7 @@ class ClaimMixin(ManagerBase):
                 capacity.take(job)
             if not capacity.assigned:
                 return []
-            return self._mark_claimed(capacity.assigned, worker_id, now + lease)
+            return self._mark_claimed(capacity.assigned, worker_id, now + lease, capacity.hosts)
 
     def _candidates(
         self,
@@ -344,33 +344,57 @@ class ClaimMixin(ManagerBase):
         host_q = Q(host_id__in=open_hosts)
         if capacity.choose_host() is not None:
             host_q |= Q(host__isnull=True)
-        qs = qs.filter(host_q).order_by(*READY_ORDER)
+        qs = qs.filter(host_q).select_related("environment_template").order_by(*READY_ORDER)
         extra = min(limit * (CANDIDATE_FACTOR - 1), MAX_EXTRA_CANDIDATES)
         return list(self._lock_rows(qs)[: limit + extra])
 
     def _mark_claimed(
-        self, assigned: list[tuple[ContainerJob, int]], worker_id: str, lease_until: datetime
+        self,
+        assigned: list[tuple[ContainerJob, int]],
+        worker_id: str,
+        lease_until: datetime,
+        hosts: dict[int, ExecutorHost],
     ) -> list[ContainerJob]:
-        by_host: dict[int, list[int]] = {}
+        by_host: dict[int, list[ContainerJob]] = {}
         for job, host_id in assigned:
-            by_host.setdefault(host_id, []).append(job.pk)
-        for host_id, ids in by_host.items():
+            by_host.setdefault(host_id, []).append(job)
+        claimed: list[ContainerJob] = []
+        for host_id, jobs in by_host.items():
+            ids = [job.pk for job in jobs]
             # Guarded: only rows still ready move (we hold their locks, so all do).
-            ContainerJob.objects.using(self.using).waiting().filter(pk__in=ids).update(
-                status=JobStatus.VALIDATING,
-                host_id=host_id,
-                worker_id=worker_id,
-                lease_expires_at=lease_until,
-                attempt=F("attempt") + 1,
-                current_step=JobStatus.VALIDATING.label,
+            moved = (
+                ContainerJob.objects.using(self.using)
+                .waiting()
+                .filter(pk__in=ids)
+                .update(
+                    status=JobStatus.VALIDATING,
+                    host_id=host_id,
+                    worker_id=worker_id,
+                    lease_expires_at=lease_until,
+                    attempt=F("attempt") + 1,
+                    current_step=JobStatus.VALIDATING.label,
+                )
             )
-        ids = [job.pk for job, _ in assigned]
-        order = {pk: index for index, pk in enumerate(ids)}
-        jobs = ContainerJob.objects.using(self.using).select_related("host", "environment_template")
-        claimed = sorted(
-            jobs.filter(pk__in=ids, worker_id=worker_id, status=JobStatus.VALIDATING),
-            key=lambda job: order[job.pk],
-        )
+            if moved != len(ids):
+                # Not every row moved (no row locks, e.g. SQLite beside a
+                # writer): read back which did.
+                claimed += self._read_claimed(ids, worker_id)
+                continue
+            for job in jobs:
+                job.set_stored(
+                    {
+                        "status": JobStatus.VALIDATING,
+                        "host_id": host_id,
+                        "worker_id": worker_id,
+                        "lease_expires_at": lease_until,
+                        "attempt": job.attempt + 1,
+                        "current_step": JobStatus.VALIDATING.label,
+                    }
+                )
+                job.host = hosts[host_id]
+            claimed += jobs
+        order = {job.pk: index for index, (job, _) in enumerate(assigned)}
+        claimed.sort(key=lambda job: order[job.pk])
         for job in claimed:
             logger.info(
                 "Claimed job %s (attempt %s) on host %s",
@@ -380,3 +404,7 @@ class ClaimMixin(ManagerBase):
                 extra={"job_id": job.pk, "worker_id": worker_id},
             )
         return claimed
+
+    def _read_claimed(self, ids: list[int], worker_id: str) -> list[ContainerJob]:
+        jobs = ContainerJob.objects.using(self.using).select_related("host", "environment_template")
+        return list(jobs.filter(pk__in=ids, worker_id=worker_id, status=JobStatus.VALIDATING))

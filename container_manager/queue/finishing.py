@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from container_manager.exceptions import ContainerNotFoundError, InvalidStateTransition
@@ -126,9 +127,14 @@ class FinishMixin(ManagerBase):
         qs = jobs.filter(pk=job.pk, status=JobStatus.RUNNING, attempt=ref.attempt)
         if worker_id is not None:
             qs = qs.filter(worker_id=worker_id)
-        moved = qs.update(**fields)
+        # One transaction: the end, and the wake-up of idle workers (the slot
+        # is free), which PostgreSQL delivers when it commits.
+        with transaction.atomic(using=self.using):
+            moved = qs.update(**fields)
+            if moved:
+                announce_work(job.queue, using=self.using)
         if moved:
-            job.refresh_from_db()
+            job.set_stored(fields)
             logger.info(
                 "Job %s ended with exit code %s: %s",
                 job.pk,
@@ -156,7 +162,6 @@ class FinishMixin(ManagerBase):
         self.containers.apply_retention(
             job, ref, is_success=fields["status"] == JobStatus.COMPLETED
         )
-        announce_work(job.queue, using=self.using)
         return bool(moved)
 
     def _read_output(self, job: ContainerJob, ref: ContainerRef) -> tuple[Logs, str]:
