@@ -8,12 +8,18 @@ old attempt, or of a job cancelled meanwhile, changes nothing.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from container_manager.exceptions import ContainerNotFoundError, InvalidStateTransition
+from container_manager.exceptions import (
+    ContainerNotFoundError,
+    ExecutorError,
+    InvalidStateTransition,
+)
 from container_manager.executors.base import ContainerRef, ExitStatus, Logs
 from container_manager.logcap import storable_text
 from container_manager.models import ContainerJob
@@ -113,56 +119,80 @@ class FinishMixin(ManagerBase):
         Raises:
             ExecutorError: The output could not be read now; nothing was written.
         """
-        ref = exit_status.ref
-        logs, unreadable = self._read_output(job, ref)
-        fields = _final_fields(job, exit_status, logs)
-        if unreadable:
-            note = f"The output could not be read: {unreadable}"
-            if fields["status"] == JobStatus.COMPLETED:
-                fields.update(error_code=LOGS_UNAVAILABLE, last_error=note)
-            else:
-                fields["last_error"] = f"{fields['last_error']}. {note}"
-            fields["last_error_at"] = timezone.now()
+        outcome = self.finish_jobs([(job, exit_status)], worker_id)
+        if job.pk in outcome.failed:
+            raise outcome.failed[job.pk]
+        return job.pk in outcome.written
+
+    def finish_jobs(
+        self, ends: list[tuple[ContainerJob, ExitStatus]], worker_id: str | None = None
+    ) -> FinishOutcome:
+        """Store several ends at once, as :meth:`finish_job` does one, in one transaction.
+
+        The output of each is read first (outside the transaction); an end
+        whose output cannot be read now is left out (nothing of it written
+        or removed) and reported in ``failed``. The others are written in
+        one transaction, each with its own guarded UPDATE, with one wake-up
+        per queue; then ``CONTAINER_RETENTION`` is applied to each.
+
+        Args:
+            ends: Each running job with what its executor reported.
+            worker_id: The worker holding the jobs; None to skip that guard.
+
+        Returns:
+            Which ends this call wrote, and which could not be read now.
+
+        Raises:
+            django.db.DatabaseError: The transaction failed; nothing was
+                written or removed (the worker tries again).
+        """
+        outcome = FinishOutcome()
+        ready: list[tuple[ContainerJob, ExitStatus, dict[str, Any]]] = []
+        for job, exit_status in ends:
+            try:
+                logs, unreadable = self._read_output(job, exit_status.ref)
+            except ExecutorError as exc:
+                outcome.failed[job.pk] = exc
+                continue
+            ready.append((job, exit_status, _end_fields(job, exit_status, logs, unreadable)))
+        if not ready:
+            return outcome
         jobs = ContainerJob.objects.using(self.using)
-        qs = jobs.filter(pk=job.pk, status=JobStatus.RUNNING, attempt=ref.attempt)
-        if worker_id is not None:
-            qs = qs.filter(worker_id=worker_id)
-        # One transaction: the end, and the wake-up of idle workers (the slot
-        # is free), which PostgreSQL delivers when it commits.
+        # One transaction: the ends, and the wake-up of idle workers (their
+        # slots are free), which PostgreSQL delivers when it commits.
         with transaction.atomic(using=self.using):
-            moved = qs.update(**fields)
-            if moved:
-                announce_work(job.queue, using=self.using)
-        if moved:
-            job.set_stored(fields)
-            logger.info(
-                "Job %s ended with exit code %s: %s",
-                job.pk,
-                exit_status.exit_code,
-                fields["status"],
-                extra={"job_id": job.pk, "worker_id": worker_id},
+            for job, exit_status, fields in ready:
+                qs = jobs.filter(
+                    pk=job.pk, status=JobStatus.RUNNING, attempt=exit_status.ref.attempt
+                )
+                if worker_id is not None:
+                    qs = qs.filter(worker_id=worker_id)
+                if qs.update(**fields):
+                    outcome.written.add(job.pk)
+                else:
+                    _store_output_once(jobs, job, exit_status, fields)
+            for queue in sorted({job.queue for job, _, _ in ready if job.pk in outcome.written}):
+                announce_work(queue, using=self.using)
+        for job, exit_status, fields in ready:
+            if job.pk in outcome.written:
+                job.set_stored(fields)
+                logger.info(
+                    "Job %s ended with exit code %s: %s",
+                    job.pk,
+                    exit_status.exit_code,
+                    fields["status"],
+                    extra={"job_id": job.pk, "worker_id": worker_id},
+                )
+            else:
+                logger.info(
+                    "Job %s was no longer running when its container ended",
+                    job.pk,
+                    extra={"job_id": job.pk, "worker_id": worker_id},
+                )
+            self.containers.apply_retention(
+                job, exit_status.ref, is_success=fields["status"] == JobStatus.COMPLETED
             )
-        else:
-            # Once only: a second report of the same end (the worker's
-            # clean-up, or a follower that read after the container was
-            # removed) must not write over the output stored first.
-            jobs.filter(
-                pk=job.pk,
-                status__in=(JobStatus.CANCELLED, JobStatus.TIMEOUT),
-                attempt=ref.attempt,
-                exit_code__isnull=True,
-            ).update(
-                stdout=fields["stdout"], stderr=fields["stderr"], exit_code=fields["exit_code"]
-            )
-            logger.info(
-                "Job %s was no longer running when its container ended",
-                job.pk,
-                extra={"job_id": job.pk, "worker_id": worker_id},
-            )
-        self.containers.apply_retention(
-            job, ref, is_success=fields["status"] == JobStatus.COMPLETED
-        )
-        return bool(moved)
+        return outcome
 
     def _read_output(self, job: ContainerJob, ref: ContainerRef) -> tuple[Logs, str]:
         """The container's output, and why it is empty when it can never be read ("" if read).
@@ -214,6 +244,52 @@ class FinishMixin(ManagerBase):
         )
         self.containers.kill(job, ref)
         return True
+
+
+@dataclass
+class FinishOutcome:
+    """What :meth:`FinishMixin.finish_jobs` did.
+
+    Attributes:
+        written: Ids of the jobs whose end this call wrote.
+        failed: Ids of the jobs whose output could not be read now, with the
+            error; nothing of them was written or removed.
+    """
+
+    written: set[int] = field(default_factory=set)
+    failed: dict[int, ExecutorError] = field(default_factory=dict)
+
+
+def _end_fields(
+    job: ContainerJob, exit_status: ExitStatus, logs: Logs, unreadable: str
+) -> dict[str, Any]:
+    """The columns of a job's end, with a note when its output can never be read."""
+    fields = _final_fields(job, exit_status, logs)
+    if unreadable:
+        note = f"The output could not be read: {unreadable}"
+        if fields["status"] == JobStatus.COMPLETED:
+            fields.update(error_code=LOGS_UNAVAILABLE, last_error=note)
+        else:
+            fields["last_error"] = f"{fields['last_error']}. {note}"
+        fields["last_error_at"] = timezone.now()
+    return fields
+
+
+def _store_output_once(
+    jobs: QuerySet[ContainerJob], job: ContainerJob, exit_status: ExitStatus, fields: dict[str, Any]
+) -> None:
+    """Give a job cancelled or timed out meanwhile its output and exit code, once.
+
+    A second report of the same end (the worker's clean-up, or a follower
+    that read after the container was removed) must not write over the
+    output stored first: only a row whose ``exit_code`` is still None moves.
+    """
+    jobs.filter(
+        pk=job.pk,
+        status__in=(JobStatus.CANCELLED, JobStatus.TIMEOUT),
+        attempt=exit_status.ref.attempt,
+        exit_code__isnull=True,
+    ).update(stdout=fields["stdout"], stderr=fields["stderr"], exit_code=fields["exit_code"])
 
 
 def _final_fields(job: ContainerJob, exit_status: ExitStatus, logs: Logs) -> dict[str, Any]:

@@ -238,7 +238,9 @@ class Follower:
             )
             self._stop_event.wait(min(timeout_seconds, 1.0) or 0.1)
             return 0
-        return sum(1 for status in ended if self.finish(status))
+        if len(ended) == 1:
+            return int(self.finish(ended[0]))
+        return self.finish_many(ended)
 
     def _tracked_host(self, ref: ContainerRef) -> ExecutorHost:
         with self._lock:
@@ -256,6 +258,68 @@ class Follower:
         with self._lock:
             hosts = {t.host_id for t in self._tracked.values()}
         return sum(self.poll_host(host_id, timeout_seconds) for host_id in sorted(hosts))
+
+    def finish_many(self, statuses: list[ExitStatus]) -> int:
+        """Record several ends of followed containers in one transaction.
+
+        Ends this worker does not follow, or that wait for a retry, are left
+        out, as :meth:`finish` leaves them. An end whose output cannot be
+        read now, or a batch whose transaction fails, is kept and tried
+        again after a backoff, one by one.
+
+        Returns:
+            How many of them are now handled.
+        """
+        now = time.monotonic()
+        batch: list[tuple[Tracked, ExitStatus]] = []
+        with self._lock:
+            for status in statuses:
+                tracked = self._tracked.get(status.ref.job_id)
+                if tracked is None or tracked.ref.attempt != status.ref.attempt:
+                    continue
+                if not tracked.is_waiting_to_retry(now):
+                    batch.append((tracked, status))
+        if not batch:
+            return 0
+        try:
+            outcome = self.queue_manager.finish_jobs(
+                [(tracked.job, status) for tracked, status in batch], self.state.worker_id
+            )
+        except Exception as exc:
+            for tracked, _ in batch:
+                self._finish_failed(tracked, exc)
+            return 0
+        done = 0
+        for tracked, status in batch:
+            failure = outcome.failed.get(tracked.job.pk)
+            if failure is not None:
+                self._finish_failed(tracked, failure)
+                continue
+            self._finished(tracked, status, tracked.job.pk in outcome.written)
+            done += 1
+        return done
+
+    def _finish_failed(self, tracked: Tracked, exc: Exception) -> None:
+        # Kept: the end stays on the executor's board and is tried again
+        # after a backoff; the first failure is logged with its trace.
+        delay = tracked.finish_failed(time.monotonic())
+        logger.warning(
+            "Recording the end of job %s failed (%s: %s); trying again in %.1f s",
+            tracked.job.pk,
+            type(exc).__name__,
+            exc,
+            delay,
+            extra={"job_id": tracked.job.pk, "worker_id": self.state.worker_id},
+            exc_info=tracked.finish_failures == 1,
+        )
+
+    def _finished(self, tracked: Tracked, status: ExitStatus, wrote: bool) -> None:
+        self._drop(status.ref.job_id)
+        if wrote:
+            self.state.stats.count("jobs_finished")
+            self.state.echo(
+                f"Job {tracked.job.pk} {tracked.job.status} (exit code {status.exit_code})"
+            )
 
     def finish(self, status: ExitStatus) -> bool:
         """Record the end of one followed container.
@@ -275,25 +339,9 @@ class Follower:
                 tracked.job, status, worker_id=self.state.worker_id
             )
         except Exception as exc:
-            # Kept: the end stays on the executor's board and is tried again
-            # after a backoff; the first failure is logged with its trace.
-            delay = tracked.finish_failed(time.monotonic())
-            logger.warning(
-                "Recording the end of job %s failed (%s: %s); trying again in %.1f s",
-                tracked.job.pk,
-                type(exc).__name__,
-                exc,
-                delay,
-                extra={"job_id": tracked.job.pk, "worker_id": self.state.worker_id},
-                exc_info=tracked.finish_failures == 1,
-            )
+            self._finish_failed(tracked, exc)
             return False
-        self._drop(status.ref.job_id)
-        if wrote:
-            self.state.stats.count("jobs_finished")
-            self.state.echo(
-                f"Job {tracked.job.pk} {tracked.job.status} (exit code {status.exit_code})"
-            )
+        self._finished(tracked, status, wrote)
         return True
 
     # Timeouts ---------------------------------------------------------------------

@@ -152,3 +152,48 @@ def test_a_completed_job_does_not_keep_the_error_of_an_earlier_attempt(fake_host
     stored = ContainerJob.objects.get(pk=job.pk)
     assert (stored.status, stored.error_code, stored.last_error) == (JobStatus.COMPLETED, "", "")
     assert stored.last_error_at is None
+
+
+# Several ends at once ----------------------------------------------------------------
+
+
+def test_several_ends_are_written_in_one_transaction_with_one_wake_up(
+    fake_host, fake_executor, django_capture_on_commit_callbacks
+):
+    ran = [running_job(fake_host, fake_executor) for _ in range(3)]
+    ends = [(job, ExitStatus(ref, code)) for (job, ref), code in zip(ran, (0, 0, 2), strict=True)]
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        outcome = queue_manager.finish_jobs(ends, worker_id="w1")
+
+    assert outcome.written == {job.pk for job, _ in ran}
+    assert outcome.failed == {}
+    stored = {j.pk: (j.status, j.exit_code) for j in ContainerJob.objects.all()}
+    assert [stored[job.pk] for job, _ in ran] == [
+        (JobStatus.COMPLETED, 0),
+        (JobStatus.COMPLETED, 0),
+        (JobStatus.FAILED, 2),
+    ]
+    # One commit for the three: one callback (the wake-up of this process's waiters).
+    assert len(callbacks) == 1
+    assert sorted(fake_executor.removed) == sorted(ref.container_id for _, ref in ran)
+
+
+def test_an_end_whose_output_cannot_be_read_now_is_left_out_and_the_others_written(
+    fake_host, fake_executor
+):
+    (first, first_ref), (second, second_ref) = [
+        running_job(fake_host, fake_executor) for _ in range(2)
+    ]
+    fake_executor.logs_fail_next.append(ExecutorError("engine unreachable", transient=True))
+
+    outcome = queue_manager.finish_jobs(
+        [(first, ExitStatus(first_ref, 0)), (second, ExitStatus(second_ref, 0))], worker_id="w1"
+    )
+
+    assert outcome.written == {second.pk}
+    assert list(outcome.failed) == [first.pk]
+    assert ContainerJob.objects.get(pk=first.pk).status == JobStatus.RUNNING
+    assert ContainerJob.objects.get(pk=second.pk).status == JobStatus.COMPLETED
+    # Nothing of the unread one is removed: its output is not stored yet.
+    assert fake_executor.removed == [second_ref.container_id]

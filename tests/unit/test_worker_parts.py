@@ -65,6 +65,16 @@ class RecordingQueue:
         job.status = JobStatus.COMPLETED
         return True
 
+    def finish_jobs(self, ends, worker_id=None):
+        from container_manager.queue.finishing import FinishOutcome
+
+        self.calls.append(("finish_jobs", [job.pk for job, _ in ends], worker_id))
+        if self.finish_error is not None:
+            raise self.finish_error
+        for job, _ in ends:
+            job.status = JobStatus.COMPLETED
+        return FinishOutcome(written={job.pk for job, _ in ends})
+
     def timeout_job(self, job, ref):
         self.calls.append(("timeout_job", job.pk, ref.attempt))
         self.timed_out_at = timezone.now()
@@ -262,6 +272,39 @@ def test_follower_has_the_queue_record_each_end_and_frees_the_slot(host):
     assert state.stats.jobs_finished == 1
     assert wakes == [1]
     assert lines == ["Job 2 completed (exit code 0)"]
+
+
+def test_follower_records_the_ends_of_one_wait_in_one_call(host):
+    queue, containers = RecordingQueue(), RecordingContainers()
+    state, _, _ = make_state()
+    follower = Follower(queue, containers, state)
+    jobs = [fake_job(pk, host=host) for pk in (1, 2, 3)]
+    for job in jobs:
+        follower.add(job, ref_of(job))
+    containers.ended = [ExitStatus(ref_of(job), 0) for job in jobs]
+
+    assert follower.poll_host(host.pk, 0.0) == 3
+
+    assert queue.named("finish_jobs") == [("finish_jobs", [1, 2, 3], "w-parts")]
+    assert queue.named("finish_job") == []
+    assert follower.job_ids() == []
+    assert state.stats.jobs_finished == 3
+
+
+def test_follower_keeps_every_end_of_a_batch_whose_transaction_failed(host):
+    queue = RecordingQueue(finish_error=OperationalError("server closed"))
+    containers = RecordingContainers()
+    state, _, _ = make_state()
+    follower = Follower(queue, containers, state)
+    jobs = [fake_job(pk, host=host) for pk in (5, 6)]
+    for job in jobs:
+        follower.add(job, ref_of(job))
+    containers.ended = [ExitStatus(ref_of(job), 0) for job in jobs]
+
+    assert follower.poll_host(host.pk, 0.0) == 0
+
+    assert follower.job_ids() == [5, 6]
+    assert state.stats.jobs_finished == 0
 
 
 def test_follower_ignores_the_end_of_another_attempt(host):
