@@ -43,13 +43,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from django.db import connections, transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q, QuerySet
 from django.utils import timezone
 
 from container_manager.conf import settings
 from container_manager.executors import can_load, runs_images
 from container_manager.models import ContainerJob, ExecutorHost, JobQueue
-from container_manager.models.queries import READY_ORDER
+from container_manager.models.queries import READY_ORDER, claimable_host_q
 from container_manager.queue.base import ManagerBase
 from container_manager.queue.leases import lease_delta
 from container_manager.states import JobStatus
@@ -129,23 +129,31 @@ class ClaimMixin(ManagerBase):
 
     # Capacity --------------------------------------------------------------
 
-    def _available_hosts(self, now: datetime) -> dict[int, ExecutorHost]:
-        hosts = ExecutorHost.objects.using(self.using).claimable(now)
-        return {h.pk: h for h in hosts}
+    def _active_hosts(self, now: datetime) -> tuple[dict[int, ExecutorHost], set[str]]:
+        """The claimable hosts by id, and the executor types of every active host.
 
-    def _routable(self, hosts: dict[int, ExecutorHost]) -> set[int]:
+        One query: each active host comes with whether it may be given jobs now.
+        """
+        rows = (
+            ExecutorHost.objects.using(self.using)
+            .filter(is_active=True)
+            .annotate(is_claimable=ExpressionWrapper(claimable_host_q(now), BooleanField()))
+        )
+        hosts: dict[int, ExecutorHost] = {}
+        active_types: set[str] = set()
+        for host in rows:
+            active_types.add(host.executor_type)
+            if host.is_claimable:
+                hosts[host.pk] = host
+        return hosts, active_types
+
+    def _routable(self, hosts: dict[int, ExecutorHost], active_types: set[str]) -> set[int]:
         """The hosts among ``hosts`` that a job without a host may be routed to.
 
         Never one whose executor cannot be loaded. While any active host runs
         images (paused, full or unhealthy ones count: the deployment is one
         of images), only hosts that run images; otherwise every loadable one.
         """
-        active_types = set(
-            ExecutorHost.objects.using(self.using)
-            .filter(is_active=True)
-            .values_list("executor_type", flat=True)
-            .distinct()
-        )
         has_image_hosts = any(can_load(t) and runs_images(t) for t in active_types)
         return {
             pk
@@ -170,30 +178,25 @@ class ClaimMixin(ManagerBase):
         return paused, limits
 
     def _capacity(self, now: datetime) -> _Capacity:
-        hosts = self._available_hosts(now)
+        hosts, active_types = self._active_hosts(now)
         paused, limits = self._queue_settings()
-        jobs = ContainerJob.objects.using(self.using).holding()
-        host_load: Counter[int] = Counter(
-            {
-                row["host_id"]: row["n"]
-                for row in jobs.filter(host_id__isnull=False)
-                .values("host_id")
-                .annotate(n=Count("id"))
-                .order_by()
-            }
-        )
+        host_load: Counter[int] = Counter()
         queue_load: Counter[str] = Counter()
-        if limits:
-            queue_load.update(
-                {
-                    row["queue"]: row["n"]
-                    for row in jobs.filter(queue__in=sorted(limits))
-                    .values("queue")
-                    .annotate(n=Count("id"))
-                    .order_by()
-                }
-            )
-        capacity = _Capacity(hosts, host_load, limits, queue_load, paused, self._routable(hosts))
+        # One count for both limits: held jobs by host and queue.
+        held = (
+            ContainerJob.objects.using(self.using)
+            .holding()
+            .values("host_id", "queue")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        for row in held:
+            if row["host_id"] is not None:
+                host_load[row["host_id"]] += row["n"]
+            if row["queue"] in limits:
+                queue_load[row["queue"]] += row["n"]
+        routable = self._routable(hosts, active_types)
+        capacity = _Capacity(hosts, host_load, limits, queue_load, paused, routable)
         default_name = settings.DEFAULT_HOST
         if default_name:
             # The setting routes every job without a host to that host, of
@@ -205,7 +208,7 @@ class ClaimMixin(ManagerBase):
             )
         return capacity
 
-    def _lock_claims(self, lock_timeout_seconds: float | None) -> None:
+    def _lock_claims(self, lock_timeout_seconds: float | None, is_outermost: bool) -> None:
         connection = connections[self.using]
         if connection.vendor != "postgresql":
             return
@@ -213,10 +216,18 @@ class ClaimMixin(ManagerBase):
             if lock_timeout_seconds is None:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIM_LOCK_KEY])
                 return
+            milliseconds = max(int(lock_timeout_seconds * 1000), 1)
+            if is_outermost:
+                # The claim is the whole transaction: the timeout may last to
+                # its end. Both in one round trip (integers, no parameters).
+                cursor.execute(
+                    f"SET LOCAL lock_timeout = {milliseconds:d}; "
+                    f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_KEY:d})"
+                )
+                return
             # Bound the wait for this lock only, then restore the caller's
             # setting (set_config(..., true) would last to the end of an outer
             # transaction).
-            milliseconds = max(int(lock_timeout_seconds * 1000), 1)
             cursor.execute(
                 "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
                 [f"{milliseconds}ms"],
@@ -311,8 +322,9 @@ class ClaimMixin(ManagerBase):
         lease = lease_delta(lease_seconds)
         if limit == 0:
             return []
+        is_outermost = not connections[self.using].in_atomic_block
         with transaction.atomic(using=self.using):
-            self._lock_claims(lock_timeout_seconds)
+            self._lock_claims(lock_timeout_seconds, is_outermost)
             now = timezone.now()
             capacity = self._capacity(now)
             candidates = self._candidates(capacity, now, limit, queues, job_id)

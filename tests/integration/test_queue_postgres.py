@@ -214,3 +214,20 @@ def test_launch_next_batch_gives_up_when_the_claim_lock_is_held_past_its_timeout
     assert result["errors"][0].startswith("Could not acquire jobs within 1 s")
     assert 0.9 < elapsed < 5
     assert ContainerJob.objects.get(pk=job.pk).status == JobStatus.QUEUED
+
+
+def test_a_claims_lock_timeout_does_not_outlive_the_claim():
+    def lock_timeout() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW lock_timeout")
+            return cursor.fetchone()[0]
+
+    before = lock_timeout()
+    # On its own, the claim is the whole transaction: SET LOCAL ends with it.
+    queue_manager.claim_jobs("w1", 1, lock_timeout_seconds=0.5)
+    assert lock_timeout() == before
+    # Inside a caller's transaction, the caller's setting is restored at once.
+    with transaction.atomic():
+        queue_manager.claim_jobs("w1", 1, lock_timeout_seconds=0.5)
+        assert lock_timeout() == before
+    assert before != "500ms"
