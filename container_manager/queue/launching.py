@@ -41,6 +41,7 @@ from container_manager.models import ContainerJob
 from container_manager.queue.finishing import FinishMixin
 from container_manager.queue.hosts import HostHealthMixin
 from container_manager.queue.leases import LeaseMixin
+from container_manager.queue.steps import DeferredStep, defer_preparing
 from container_manager.states import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -157,9 +158,21 @@ class LaunchMixin(FinishMixin, LeaseMixin, HostHealthMixin):
         problem = host_problem(job)
         if problem is not None:
             return self.record_launch_failure(job, problem)
+        deferred: list[DeferredStep] = []
+
+        def on_step(step: str) -> None:
+            if step == "preparing":
+                # Written only if the launch lasts (queue/steps.py), once.
+                if job.status == JobStatus.VALIDATING and not deferred:
+                    deferred.append(defer_preparing(job, self.using))
+                return
+            self._settle_steps(job, deferred)
+            self.record_step(job, step)
+
         try:
-            result = self.containers.launch(job, on_step=lambda step: self._on_step(job, step))
+            result = self.containers.launch(job, on_step=on_step)
         except Exception as exc:
+            self._settle_steps(job, deferred)
             logger.warning(
                 "Launch of job %s raised %s",
                 job.pk,
@@ -172,6 +185,7 @@ class LaunchMixin(FinishMixin, LeaseMixin, HostHealthMixin):
             if down is not None:
                 return self.wait_for_host(job, found, down, is_outcome_unknown=True)
             return self.record_launch_failure(job, found)
+        self._settle_steps(job, deferred)
         if not result.success:
             found = classify_result(
                 result.error or "Launch failed", result.error_code, result.transient
@@ -330,8 +344,14 @@ class LaunchMixin(FinishMixin, LeaseMixin, HostHealthMixin):
             outcome = f"{outcome} (job changed meanwhile)"
         return LaunchOutcome(False, outcome, False, HOST_UNAVAILABLE)
 
-    def _on_step(self, job: ContainerJob, step: str) -> None:
-        self.record_step(job, step)
+    @staticmethod
+    def _settle_steps(job: ContainerJob, deferred: list[DeferredStep]) -> None:
+        """Settle a deferred ``preparing``; the instance learns whether it was written."""
+        while deferred:
+            if deferred.pop().settle():
+                job.set_stored(
+                    {"status": JobStatus.PREPARING, "current_step": JobStatus.PREPARING.label}
+                )
 
     def record_launch_failure(self, job: ContainerJob, found: Classification) -> LaunchOutcome:
         """Write a failed launch: ``retrying`` with backoff, or finally ``failed``.

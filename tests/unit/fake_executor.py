@@ -45,6 +45,8 @@ class FakeExecutor(Executor):
         self.paused: list[str] = []
         self.resumed: list[str] = []
         self.steps: list[str] = []
+        #: When set, a launch waits for it after reporting its steps (a slow engine).
+        self.hold: threading.Event | None = None
         self.fail_next: list[BaseException] = []
         self.output = ("out\n", "err\n")
         self.progress: list[tuple[int, str]] = []
@@ -63,6 +65,8 @@ class FakeExecutor(Executor):
         for step in self.steps:
             if on_step is not None:
                 on_step(step)
+        if self.hold is not None:
+            self.hold.wait(30)
         ref = ContainerRef(spec.job_id, spec.attempt, f"fake-{next(_ids)}")
         with self.lock:
             self.containers[(spec.job_id, spec.attempt)] = ref
