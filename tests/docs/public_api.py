@@ -89,6 +89,7 @@ INTERNAL_MODULES = {
     "container_manager.queue.manager": "re-exported by container_manager.queue",
     "container_manager.queue.reporting": "methods of JobQueueManager",
     "container_manager.worker.claimer": "worker internals",
+    "container_manager.queue.steps": "launch internals: the deferred preparing step",
     "container_manager.worker.follower": "worker internals",
     "container_manager.worker.heartbeat": "worker internals; WorkerIdInUseError re-exported",
     "container_manager.worker.hosts": "worker internals",
