@@ -84,7 +84,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -197,29 +197,34 @@ def attempt_processes(name: str) -> list[MachineProcess]:
     Processes of other users, whose environment cannot be read, are not
     seen. Empty where there is no ``/proc``.
     """
-    if not HAS_PROC:
-        return []
     wanted = name.encode()
     labelled: list[MachineProcess] = []
     others: list[tuple[int, int]] = []
+    for pid, pgid, labels in _live_processes():
+        if labels.get(NAME_VARIABLE.encode()) == wanted:
+            directory = labels.get(SUPERVISOR_VARIABLE.encode(), b"").decode(errors="replace")
+            labelled.append(MachineProcess(pid, pgid, directory))
+        else:
+            others.append((pid, pgid))
+    groups = {process.pgid for process in labelled if not process.supervisor_of}
+    return labelled + [MachineProcess(pid, pgid) for pid, pgid in others if pgid in groups]
+
+
+def _live_processes() -> Iterator[tuple[int, int, dict[bytes, bytes]]]:
+    """(pid, process group, attempt variables) of every live process; zombies left out."""
+    if not HAS_PROC:
+        return
     try:
         entries = os.listdir(PROC)
     except OSError:
-        return []
+        return
     for entry in entries:
         if not entry.isdigit():
             continue
         stat = _stat(entry)
         if stat is None or stat[0] in ("Z", "X", "x"):
             continue
-        labels = _labels(entry)
-        if labels.get(NAME_VARIABLE.encode()) == wanted:
-            directory = labels.get(SUPERVISOR_VARIABLE.encode(), b"").decode(errors="replace")
-            labelled.append(MachineProcess(int(entry), stat[1], directory))
-        else:
-            others.append((int(entry), stat[1]))
-    groups = {process.pgid for process in labelled if not process.supervisor_of}
-    return labelled + [MachineProcess(pid, pgid) for pid, pgid in others if pgid in groups]
+        yield int(entry), stat[1], _labels(entry)
 
 
 def live_attempt_names() -> set[str]:
@@ -230,20 +235,9 @@ def live_attempt_names() -> set[str]:
     group, so an attempt whose name is missing here runs nothing. Empty
     where there is no ``/proc``.
     """
-    if not HAS_PROC:
-        return set()
-    try:
-        entries = os.listdir(PROC)
-    except OSError:
-        return set()
     names: set[str] = set()
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        stat = _stat(entry)
-        if stat is None or stat[0] in ("Z", "X", "x"):
-            continue
-        name = _labels(entry).get(NAME_VARIABLE.encode())
+    for _, _, labels in _live_processes():
+        name = labels.get(NAME_VARIABLE.encode())
         if name:
             names.add(name.decode(errors="replace"))
     return names

@@ -26,16 +26,19 @@ from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from container_manager.executors import close_executors
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerJob
 from container_manager.queue import queue_manager
 from container_manager.states import JobStatus
 from tests.acceptance.worker_process import wait_until
-from tests.docker_fixtures import DOCKER_URL, RUN_ID, TEST_IMAGE
+from tests.docker_fixtures import TEST_IMAGE
+from tests.integration import test_binary_output as binary
 from tests.property.tally import record
 from tests.unit.test_worker import Running
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+#: A Docker host and a process host, as for the binary output test.
+host = binary.host
 
 BATCHES = max(2, int(os.environ.get("CM_PROPERTY_EXAMPLES", "12")) // 3)
 WAIT_SECONDS = 90
@@ -76,30 +79,6 @@ def core(text: str) -> str:
 
 def expected_core(data: bytes) -> str:
     return core(data.decode("utf-8", "replace").replace("\x00", REPLACEMENT))
-
-
-@pytest.fixture(params=[pytest.param("docker", marks=pytest.mark.docker), "process"])
-def host(request, tmp_path):
-    if request.param == "docker":
-        request.getfixturevalue("docker_engine")
-        row = ExecutorHost.objects.create(
-            name=f"output-docker-{RUN_ID}",
-            executor_type="docker",
-            connection_string=DOCKER_URL,
-            executor_config={"default_network": "none"},
-            auto_pull_images=False,
-            max_concurrent_jobs=20,
-        )
-    else:
-        (tmp_path / "out").mkdir()
-        row = ExecutorHost.objects.create(
-            name=f"output-process-{RUN_ID}",
-            executor_type="process",
-            executor_config={"output_dir": str(tmp_path / "out")},
-            max_concurrent_jobs=20,
-        )
-    yield row
-    close_executors()
 
 
 @pytest.fixture
