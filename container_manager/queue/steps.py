@@ -12,8 +12,8 @@ Nothing of the recovery depends on it: the rescue treats ``validating``,
 
 One daemon thread per process writes the steps that come due, on its own
 database connection. A write is one guarded UPDATE (the job must still be
-``validating`` at the same attempt), so a launch that ended, a cancel or a
-takeover meanwhile makes it write nothing. The launch thread settles its
+``validating`` at the same attempt, held by the same worker), so a launch
+that ended, a cancel or a takeover meanwhile makes it write nothing. The launch thread settles its
 step before writing anything else (:meth:`DeferredStep.settle`): it cancels
 a step not yet due, or waits for one being written and learns whether it
 was, so that its own guarded writes start from the status the row has.
@@ -134,12 +134,13 @@ def defer_preparing(job: ContainerJob, using: str = "default") -> DeferredStep:
     Returns:
         The step, to settle before the launch writes anything else.
     """
-    pk, attempt = job.pk, job.attempt
+    pk, attempt, worker_id = job.pk, job.attempt, job.worker_id
 
     def write() -> bool:
+        # Guarded on the holder too: a job taken over meanwhile is not ours to move.
         moved = (
             ContainerJob.objects.using(using)
-            .filter(pk=pk, attempt=attempt, status=JobStatus.VALIDATING)
+            .filter(pk=pk, attempt=attempt, worker_id=worker_id, status=JobStatus.VALIDATING)
             .update(status=JobStatus.PREPARING, current_step=JobStatus.PREPARING.label)
         )
         return bool(moved)

@@ -129,3 +129,16 @@ def test_a_due_step_writes_nothing_once_the_job_moved_on(fake_host, monkeypatch)
 
     assert step.settle() is False
     assert status_of(job) == JobStatus.CANCELLED
+
+
+@threaded
+def test_a_due_step_writes_nothing_once_another_worker_took_the_job_over(fake_host, monkeypatch):
+    monkeypatch.setattr(steps_module, "PREPARING_RECORD_DELAY_SECONDS", 0.05)
+    job = claimed_job(fake_host)
+    step = defer_preparing(job)
+    type(job).objects.filter(pk=job.pk).update(worker_id="w2")
+
+    past_due(0.1)
+
+    assert step.settle() is False
+    assert status_of(job) == JobStatus.VALIDATING
