@@ -125,7 +125,11 @@ class FinishMixin(ManagerBase):
         return job.pk in outcome.written
 
     def finish_jobs(
-        self, ends: list[tuple[ContainerJob, ExitStatus]], worker_id: str | None = None
+        self,
+        ends: list[tuple[ContainerJob, ExitStatus]],
+        worker_id: str | None = None,
+        *,
+        defer_retention: bool = False,
     ) -> FinishOutcome:
         """Store several ends at once, as :meth:`finish_job` does one, in one transaction.
 
@@ -138,6 +142,11 @@ class FinishMixin(ManagerBase):
         Args:
             ends: Each running job with what its executor reported.
             worker_id: The worker holding the jobs; None to skip that guard.
+            defer_retention: Do not remove the containers here: they are
+                listed in ``FinishOutcome.to_retain`` for the caller to hand
+                to ``Containers.apply_retention`` later (a worker does it on
+                a thread of its own, so that removals never delay the next
+                end's record). Their output is stored either way.
 
         Returns:
             Which ends this call wrote, and which could not be read now.
@@ -189,9 +198,11 @@ class FinishMixin(ManagerBase):
                     job.pk,
                     extra={"job_id": job.pk, "worker_id": worker_id},
                 )
-            self.containers.apply_retention(
-                job, exit_status.ref, is_success=fields["status"] == JobStatus.COMPLETED
-            )
+            is_success = fields["status"] == JobStatus.COMPLETED
+            if defer_retention:
+                outcome.to_retain.append((job, exit_status.ref, is_success))
+            else:
+                self.containers.apply_retention(job, exit_status.ref, is_success=is_success)
         return outcome
 
     def _read_output(self, job: ContainerJob, ref: ContainerRef) -> tuple[Logs, str]:
@@ -254,10 +265,14 @@ class FinishOutcome:
         written: Ids of the jobs whose end this call wrote.
         failed: Ids of the jobs whose output could not be read now, with the
             error; nothing of them was written or removed.
+        to_retain: With ``defer_retention``, each recorded job with its
+            container and whether it counts as a success, for
+            ``Containers.apply_retention``.
     """
 
     written: set[int] = field(default_factory=set)
     failed: dict[int, ExecutorError] = field(default_factory=dict)
+    to_retain: list[tuple[ContainerJob, ContainerRef, bool]] = field(default_factory=list)
 
 
 def _end_fields(

@@ -32,6 +32,7 @@ from container_manager.models.job import has_run_past_timeout
 from container_manager.queue import JobQueueManager
 from container_manager.states import JobStatus
 from container_manager.worker.db import drop_connection_if_broken
+from container_manager.worker.remover import Remover
 from container_manager.worker.state import WorkerState
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class Follower:
         self._threads: dict[int, threading.Thread] = {}
         self._stop_event = threading.Event()
         self._is_threaded = False
+        #: Removes ended containers off the recording path (threaded only).
+        self._remover: Remover | None = None
 
     # Tracking ------------------------------------------------------------------
 
@@ -169,6 +172,9 @@ class Follower:
         """Start following in background threads (one per host, started on demand)."""
         with self._lock:
             self._is_threaded = True
+            if self._remover is None:
+                self._remover = Remover(self.containers, name=f"remover-{self.state.worker_id}")
+                self._remover.start()
             for host_id in {t.host_id for t in self._tracked.values()}:
                 self._ensure_host_thread(host_id)
 
@@ -185,6 +191,8 @@ class Follower:
         deadline = time.monotonic() + timeout_seconds
         for thread in threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
+        if self._remover is not None:
+            self._remover.stop()
 
     def _ensure_host_thread(self, host_id: int) -> None:
         thread = self._threads.get(host_id)
@@ -238,8 +246,6 @@ class Follower:
             )
             self._stop_event.wait(min(timeout_seconds, 1.0) or 0.1)
             return 0
-        if len(ended) == 1:
-            return int(self.finish(ended[0]))
         return self.finish_many(ended)
 
     def _tracked_host(self, ref: ContainerRef) -> ExecutorHost:
@@ -281,9 +287,12 @@ class Follower:
                     batch.append((tracked, status))
         if not batch:
             return 0
+        remover = self._remover
         try:
             outcome = self.queue_manager.finish_jobs(
-                [(tracked.job, status) for tracked, status in batch], self.state.worker_id
+                [(tracked.job, status) for tracked, status in batch],
+                self.state.worker_id,
+                defer_retention=remover is not None,
             )
         except Exception as exc:
             for tracked, _ in batch:
@@ -297,6 +306,8 @@ class Follower:
                 continue
             self._finished(tracked, status, tracked.job.pk in outcome.written)
             done += 1
+        if remover is not None:
+            remover.submit(outcome.to_retain)
         return done
 
     def _finish_failed(self, tracked: Tracked, exc: Exception) -> None:

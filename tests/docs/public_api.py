@@ -91,6 +91,7 @@ INTERNAL_MODULES = {
     "container_manager.worker.claimer": "worker internals",
     "container_manager.queue.steps": "launch internals: the deferred preparing step",
     "container_manager.worker.follower": "worker internals",
+    "container_manager.worker.remover": "worker internals",
     "container_manager.worker.heartbeat": "worker internals; WorkerIdInUseError re-exported",
     "container_manager.worker.hosts": "worker internals",
     "container_manager.worker.loop": "re-exported by container_manager.worker",

@@ -8,6 +8,7 @@ fakes of those and check what it asks of them.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -65,15 +66,19 @@ class RecordingQueue:
         job.status = JobStatus.COMPLETED
         return True
 
-    def finish_jobs(self, ends, worker_id=None):
+    def finish_jobs(self, ends, worker_id=None, defer_retention=False):
         from container_manager.queue.finishing import FinishOutcome
 
         self.calls.append(("finish_jobs", [job.pk for job, _ in ends], worker_id))
         if self.finish_error is not None:
             raise self.finish_error
+        self.deferred_retention = defer_retention
         for job, _ in ends:
             job.status = JobStatus.COMPLETED
-        return FinishOutcome(written={job.pk for job, _ in ends})
+        outcome = FinishOutcome(written={job.pk for job, _ in ends})
+        if defer_retention:
+            outcome.to_retain = [(job, status.ref, True) for job, status in ends]
+        return outcome
 
     def timeout_job(self, job, ref):
         self.calls.append(("timeout_job", job.pk, ref.attempt))
@@ -127,6 +132,9 @@ class RecordingContainers:
         self.calls.append(("wait_finished", host.name, sorted(r.job_id for r in refs)))
         ended, self.ended = self.ended, []
         return ended
+
+    def apply_retention(self, job, ref, is_success):
+        self.calls.append(("apply_retention", job.pk, is_success))
 
     def kill(self, job, ref):
         self.calls.append(("kill", job.pk))
@@ -267,7 +275,7 @@ def test_follower_has_the_queue_record_each_end_and_frees_the_slot(host):
     assert follower.poll_host(host.pk, 0.0) == 1
 
     assert containers.calls == [("wait_finished", "parts", [1, 2])]
-    assert queue.named("finish_job") == [("finish_job", 2, 0, "w-parts")]
+    assert queue.named("finish_jobs") == [("finish_jobs", [2], "w-parts")]
     assert follower.job_ids() == [1]
     assert state.stats.jobs_finished == 1
     assert wakes == [1]
@@ -305,6 +313,32 @@ def test_follower_keeps_every_end_of_a_batch_whose_transaction_failed(host):
 
     assert follower.job_ids() == [5, 6]
     assert state.stats.jobs_finished == 0
+
+
+def test_a_following_thread_records_ends_and_leaves_removals_to_the_remover(host):
+    queue, containers = RecordingQueue(), RecordingContainers()
+    state, _, _ = make_state()
+    follower = Follower(queue, containers, state)
+    jobs = [fake_job(pk, host=host) for pk in (7, 8)]
+    for job in jobs:
+        follower.add(job, ref_of(job))
+    containers.ended = [ExitStatus(ref_of(job), 0) for job in jobs]
+
+    follower.start()
+    try:
+        deadline = time.monotonic() + 10
+        while follower.job_ids() and time.monotonic() < deadline:
+            state.sleep(0.01)
+    finally:
+        follower.stop()
+
+    assert follower.job_ids() == []
+    assert queue.deferred_retention is True
+    # The remover applied the retention of both before the follower stopped.
+    assert [c for c in containers.calls if c[0] == "apply_retention"] == [
+        ("apply_retention", 7, True),
+        ("apply_retention", 8, True),
+    ]
 
 
 def test_follower_ignores_the_end_of_another_attempt(host):
@@ -357,7 +391,7 @@ def test_follower_sync_has_the_queue_time_out_a_job_past_its_limit(host):
     assert follower.job_ids() == [row.pk], "followed on until its end brings the output"
     containers.ended = [ExitStatus(ContainerRef(row.pk, 1, "c"), 137)]
     follower.poll_all()
-    assert queue.named("finish_job")[-1][1] == row.pk
+    assert queue.named("finish_jobs")[-1][1] == [row.pk]
     assert follower.job_ids() == []
 
 
