@@ -1,4 +1,4 @@
-"""Inputs tried per admin surface by the property tests, printed at the end of the run."""
+"""Inputs tried per surface by the property tests, printed at the end of the run."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections import Counter, defaultdict
 
 #: Surface ("list containerjob (GET params)", ...) -> inputs sent.
 TRIED: Counter[str] = Counter()
-#: Surface -> status code of the answers -> how many.
+#: Surface -> status code of the answers -> how many. Outside the admin, 200
+#: is an accepted input and 400 a refused one (a documented error).
 ANSWERS: defaultdict[str, Counter[int]] = defaultdict(Counter)
 
 
