@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 #: Statuses from which ``queue_job`` may queue a job.
 QUEUEABLE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.FAILED, JobStatus.TIMEOUT})
-#: The largest LIMIT every database takes (a signed 64-bit integer).
+#: The largest LIMIT and id every database takes (a signed 64-bit integer).
 MAX_LIMIT = 2**63 - 1
 
 
@@ -141,11 +141,16 @@ class QueueingMixin(ManagerBase):
             A QuerySet (sliced when ``limit`` is given).
 
         Raises:
-            ValueError: ``limit`` is negative or not a whole number.
+            ValueError: ``limit`` is negative or not a whole number, or an id
+                in ``exclude_ids`` is not a whole number.
         """
         qs = self._ready_queryset()
         if exclude_ids:
-            qs = qs.exclude(pk__in=list(exclude_ids))
+            ids = list(exclude_ids)
+            if any(isinstance(pk, bool) or not isinstance(pk, int) for pk in ids):
+                raise ValueError(f"exclude_ids must be whole numbers, not {ids!r}")
+            # An id past a bigint is no job's: leaving it out changes nothing.
+            qs = qs.exclude(pk__in=[pk for pk in ids if -MAX_LIMIT <= pk <= MAX_LIMIT])
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
                 raise ValueError(f"limit must be a whole number 0 or more, not {limit!r}")

@@ -364,3 +364,12 @@ def test_retry_failed_job_refuses_jobs_that_did_not_fail_and_changes_nothing(sta
 def test_module_level_queue_manager_is_a_job_queue_manager():
     assert isinstance(queue_manager, JobQueueManager)
     assert queue_manager.worker_id.endswith(f":{__import__('os').getpid()}")
+
+
+def test_get_ready_jobs_excludes_ids_of_any_size_and_refuses_ids_that_are_not_numbers():
+    make_host()
+    [job] = queued()
+
+    assert list(queue_manager.get_ready_jobs(exclude_ids=[2**63, -(2**70)])) == [job]
+    with pytest.raises(ValueError, match="exclude_ids must be whole numbers"):
+        queue_manager.get_ready_jobs(exclude_ids=["1"])
