@@ -10,10 +10,11 @@ sees ``preparing`` for every launch that lasts, and a fast launch goes from
 Nothing of the recovery depends on it: the rescue treats ``validating``,
 ``preparing`` and ``pulling`` alike.
 
-One daemon thread per process writes the steps that come due, on its own
-database connection. A write is one guarded UPDATE (the job must still be
-``validating`` at the same attempt, held by the same worker), so a launch
-that ended, a cancel or a takeover meanwhile makes it write nothing. The launch thread settles its
+One daemon thread per process writes the steps that come due, on a
+database connection of its own that it closes after each write. A write is
+one guarded UPDATE (the job must still be ``validating`` at the same
+attempt, held by the same worker), so a launch that ended, a cancel or a
+takeover meanwhile makes it write nothing. The launch thread settles its
 step before writing anything else (:meth:`DeferredStep.settle`): it cancels
 a step not yet due, or waits for one being written and learns whether it
 was, so that its own guarded writes start from the status the row has.
@@ -49,12 +50,13 @@ class DeferredStep:
         self._state = _PENDING
         self._changed = threading.Condition()
 
-    def fire(self, is_last: bool = False) -> None:
+    def fire(self) -> None:
         """Write the step now, if nobody settled it (the timer thread calls this).
 
-        Args:
-            is_last: Nothing else is due: the timer's connection is closed
-                before the step counts as written, so an idle timer holds none.
+        The timer's connection is closed after each write, before the step
+        counts as written: only launches that last get here, and an idle
+        timer holds no connection (a test database can be dropped, a
+        restarted server is met with a fresh connection).
         """
         with self._changed:
             if self._state != _PENDING:
@@ -65,8 +67,7 @@ class DeferredStep:
             written = self._write()
         except Exception:
             logger.warning("Could not record a launch step", exc_info=True)
-            connection.close()
-        if is_last:
+        finally:
             connection.close()
         with self._changed:
             self._state = _WRITTEN if written else _SKIPPED
@@ -107,8 +108,7 @@ class _StepTimer(threading.Thread):
                     timeout = self._due[0][0] - time.monotonic() if self._due else None
                     self._changed.wait(timeout)
                 _, _, step = heapq.heappop(self._due)
-                is_last = not self._due
-            step.fire(is_last)
+            step.fire()
 
 
 _timer: _StepTimer | None = None
