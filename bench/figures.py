@@ -95,18 +95,13 @@ def enqueue_one_by_one(jobs: int) -> float:
 
 
 def enqueue_bulk(jobs: int) -> float:
-    """Jobs/s: ``bulk_create`` of queued jobs in one transaction, one NOTIFY."""
-    from django.db import transaction
-
-    from container_manager.models import ContainerJob
-    from container_manager.notify import announce_work
+    """Jobs/s: ``queue_manager.queue_jobs`` (validated, one transaction, one NOTIFY)."""
+    from container_manager.queue import queue_manager
 
     clear_jobs()
     noop, _ = hosts()
     start = time.perf_counter()
-    with transaction.atomic():
-        ContainerJob.objects.bulk_create([new_job(noop) for _ in range(jobs)], batch_size=1000)
-        announce_work("")
+    queue_manager.queue_jobs([new_job(noop, queued=False) for _ in range(jobs)])
     return jobs / (time.perf_counter() - start)
 
 

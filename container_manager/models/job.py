@@ -231,15 +231,23 @@ class ContainerJob(CheckedFieldsMixin, models.Model):
             InvalidStateTransition: ``status`` was changed to a status the
                 state machine does not allow from the stored one.
         """
-        if not self.image:
-            self.image = str(settings.DEFAULT_IMAGE)
-        self.clean_fields(exclude=_SAVE_EXCLUDE)
-        self.clean()
+        self.validate_for_save()
         if self._state.adding or self.status == self._loaded_status:
             super().save(*args, **kwargs)
         else:
             self._save_with_transition(*args, **kwargs)
         self._loaded_status = self.status
+
+    def validate_for_save(self) -> None:
+        """Fill defaults (``DEFAULT_IMAGE``) and check the fields, as ``save()`` does first.
+
+        Raises:
+            ValidationError: A field is invalid, named.
+        """
+        if not self.image:
+            self.image = str(settings.DEFAULT_IMAGE)
+        self.clean_fields(exclude=_SAVE_EXCLUDE)
+        self.clean()
 
     @classmethod
     def from_db(cls, *args: Any, **kwargs: Any) -> ContainerJob:

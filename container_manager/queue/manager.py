@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 
 from container_manager.notify import WorkWaiter, interrupt_all
+from container_manager.queue.bulk import BulkQueueMixin
 from container_manager.queue.cleanup import CleanupMixin
 from container_manager.queue.control import ControlMixin
 from container_manager.queue.hosts import HostHealthMixin
@@ -32,7 +33,13 @@ from container_manager.queue.reporting import ReportingMixin
 
 
 class JobQueueManager(
-    LegacyMixin, LeaseMixin, ControlMixin, ReportingMixin, HostHealthMixin, CleanupMixin
+    LegacyMixin,
+    LeaseMixin,
+    ControlMixin,
+    ReportingMixin,
+    HostHealthMixin,
+    CleanupMixin,
+    BulkQueueMixin,
 ):
     """High-level API of the job queue.
 

@@ -80,6 +80,7 @@ INTERNAL_MODULES = {
     "container_manager.queue.finishing": "methods of JobQueueManager",
     "container_manager.queue.legacy": "methods of JobQueueManager; ProcessResult re-exported",
     "container_manager.queue.queueing": "methods of JobQueueManager",
+    "container_manager.queue.bulk": "methods of JobQueueManager",
     "container_manager.queue.claims": "methods of JobQueueManager",
     "container_manager.queue.control": "methods of JobQueueManager",
     "container_manager.queue.launching": "methods of JobQueueManager; LaunchOutcome re-exported",

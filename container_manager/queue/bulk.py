@@ -1,0 +1,112 @@
+"""Creating and queueing new jobs in one call: one job, or many in one statement.
+
+``queue_job`` queues a job already saved (an UPDATE after its INSERT). A
+program that makes its jobs to run them at once saves the round trip:
+:meth:`BulkQueueMixin.create_and_queue` writes one job already queued (one
+INSERT), and :meth:`BulkQueueMixin.queue_jobs` writes many (one multi-row
+INSERT per 1,000 jobs, in one transaction, with one wake-up per queue).
+Every job is validated as ``save()`` validates it before anything is
+written: one bad job refuses the whole batch, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from container_manager.exceptions import JobNotQueueableError
+from container_manager.models import ContainerJob
+from container_manager.notify import announce_work
+from container_manager.queue.base import ManagerBase
+from container_manager.states import JobStatus
+
+#: Rows per INSERT statement of ``queue_jobs``.
+BULK_BATCH_SIZE = 1000
+
+
+def _check_schedule(schedule_for: object) -> datetime | None:
+    if schedule_for is None:
+        return None
+    if not isinstance(schedule_for, datetime):
+        raise ValidationError({"scheduled_for": f"Not a datetime: {schedule_for!r}."})
+    if timezone.is_naive(schedule_for):
+        return timezone.make_aware(schedule_for)
+    return schedule_for
+
+
+class BulkQueueMixin(ManagerBase):
+    """``create_and_queue`` and ``queue_jobs``; mixed into ``JobQueueManager``."""
+
+    def create_and_queue(
+        self, *, schedule_for: datetime | None = None, **fields: Any
+    ) -> ContainerJob:
+        """Create a job already queued, in one INSERT, and wake idle workers.
+
+        Args:
+            schedule_for: When it may start (aware datetime); None for now.
+            **fields: The job's fields, as for ``ContainerJob.objects.create``.
+
+        Returns:
+            The saved job, ``queued``.
+
+        Raises:
+            ValidationError: A field is invalid (named); nothing is written.
+        """
+        [job] = self.queue_jobs([ContainerJob(**fields)], schedule_for=schedule_for)
+        return job
+
+    def queue_jobs(
+        self, jobs: Iterable[ContainerJob], schedule_for: datetime | None = None
+    ) -> list[ContainerJob]:
+        """Save many new jobs already queued: one transaction, one wake-up per queue.
+
+        Args:
+            jobs: Unsaved jobs (``ContainerJob(...)``), in the order to queue them.
+            schedule_for: When they may start (aware datetime); None for now.
+
+        Returns:
+            The jobs, saved (with their ids on PostgreSQL and SQLite) and ``queued``.
+
+        Raises:
+            ValidationError: A job's field is invalid; the message names the
+                job's position and the field. Nothing is written.
+            JobNotQueueableError: (a ValueError) a job is already saved
+                (queue it with ``queue_job``). Nothing is written.
+        """
+        batch = list(jobs)
+        when = _check_schedule(schedule_for)
+        now = timezone.now()
+        for index, job in enumerate(batch):
+            if not isinstance(job, ContainerJob) or job.pk is not None:
+                raise JobNotQueueableError(
+                    f"queue_jobs takes new, unsaved jobs; item {index} is {job!r}"
+                )
+            job.status = JobStatus.QUEUED
+            job.queued_at = now
+            job.scheduled_for = when
+            try:
+                job.validate_for_save()
+            except ValidationError as exc:
+                problems = (
+                    exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+                )
+                raise ValidationError(
+                    {
+                        field: [f"Job {index} of the batch: {message}" for message in messages]
+                        for field, messages in problems.items()
+                    }
+                ) from exc
+        if not batch:
+            return batch
+        with transaction.atomic(using=self.using):
+            ContainerJob.objects.using(self.using).bulk_create(batch, batch_size=BULK_BATCH_SIZE)
+            for queue in sorted({job.queue for job in batch}):
+                announce_work(queue, using=self.using)
+        for job in batch:
+            job.set_stored({"status": JobStatus.QUEUED})
+        return batch
