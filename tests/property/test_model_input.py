@@ -161,3 +161,22 @@ def test_a_host_round_trips_or_a_validation_error_names_the_field(values):
 @given(values=values_for(EnvironmentVariableTemplate))
 def test_a_template_round_trips_or_a_validation_error_names_the_field(values):
     try_model(EnvironmentVariableTemplate, values, "model EnvironmentVariableTemplate")
+
+
+@PROPERTY
+@given(values=values_for(ContainerJob))
+def test_create_and_queue_queues_the_job_or_names_the_field(values):
+    from container_manager.queue import queue_manager
+
+    values.pop("status", None)
+    values = {**BASE[ContainerJob], **values}
+    with rolled_back():
+        try:
+            job = queue_manager.create_and_queue(**values)
+        except ValidationError as exc:
+            check_refusal(ContainerJob, exc)
+            assert not ContainerJob.objects.exists()
+            record("queue API create_and_queue", 400)
+            return
+        record("queue API create_and_queue", 200)
+        assert ContainerJob.objects.get(pk=job.pk).status == "queued"
