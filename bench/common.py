@@ -169,7 +169,9 @@ def peak_rss_kb(pid: int) -> int:
 class WorkerProcess:
     """A ``process_container_jobs --queue-mode`` worker in its own process."""
 
-    def __init__(self, index: int, max_concurrent: int, poll: int = 10, **env: str) -> None:
+    def __init__(
+        self, index: int, max_concurrent: int, poll: int = 10, queues: str = "", **env: str
+    ) -> None:
         self.log = Path(f"/tmp/cm-bench-worker-{os.getpid()}-{index}.log")
         self._out = self.log.open("wb")
         args = [
@@ -177,6 +179,7 @@ class WorkerProcess:
             "--max-concurrent", str(max_concurrent),
             "--poll-interval", str(int(poll)),
             "--worker-id", f"bench-{index}",
+            *(["--queues", queues] if queues else []),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             args, cwd=ROOT, env=child_env(**env), stdout=self._out, stderr=subprocess.STDOUT
@@ -203,10 +206,16 @@ class WorkerProcess:
 
 
 def start_workers(
-    count: int, max_concurrent: int, poll: int = 10, **env: str
+    count: int, max_concurrent: int, poll: int = 10, own_queues: bool = False, **env: str
 ) -> list[WorkerProcess]:
-    """Start ``count`` workers and wait until every one is idle in its loop."""
-    workers = [WorkerProcess(i, max_concurrent, poll, **env) for i in range(count)]
+    """Start ``count`` workers and wait until every one is idle in its loop.
+
+    With ``own_queues``, worker ``i`` serves only the queue ``q<i>``.
+    """
+    workers = [
+        WorkerProcess(i, max_concurrent, poll, f"q{i}" if own_queues else "", **env)
+        for i in range(count)
+    ]
     try:
         if not wait_until(lambda: all(w.is_ready() for w in workers), 60, 0.05):
             raise RuntimeError("workers not ready within 60 s")

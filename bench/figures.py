@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
@@ -171,8 +172,12 @@ def _settled_xact_commits(timeout: float = 5.0) -> int:
     return last
 
 
-def drain_worker(jobs: int, processes: int) -> dict[str, float]:
+def drain_worker(jobs: int, processes: int, own_hosts: bool = False) -> dict[str, float]:
     """Jobs/s of ``processes`` idle workers draining ``jobs`` jobs queued at once (no-op host).
+
+    With ``own_hosts``, each worker serves a queue of its own (``q<i>``, its
+    ``--queues``) whose jobs are pinned to a no-op host of their own: the
+    deployment where claims need not wait for each other at all.
 
     The jobs are committed in one transaction with one NOTIFY; the clock runs
     from that commit until no job is left unfinished. Also counts the
@@ -182,12 +187,22 @@ def drain_worker(jobs: int, processes: int) -> dict[str, float]:
     """
     from django.db import transaction
 
-    from container_manager.models import ContainerJob
+    from container_manager.models import ContainerJob, ExecutorHost
     from container_manager.notify import announce_work
 
     clear_jobs()
     noop, _ = hosts()
     rows = [new_job(noop) for _ in range(jobs)]
+    if own_hosts:
+        own = [
+            ExecutorHost.objects.get_or_create(
+                name=f"{noop.name}-{i}",
+                defaults={"executor_type": "noop", "max_concurrent_jobs": 100_000},
+            )[0]
+            for i in range(processes)
+        ]
+        for n, job in enumerate(rows):
+            job.host, job.queue = own[n % processes], f"q{n % processes}"
     looks = 0
 
     def drained() -> bool:
@@ -196,7 +211,7 @@ def drain_worker(jobs: int, processes: int) -> dict[str, float]:
         return _not_terminal() == 0
 
     commits_before = _settled_xact_commits()
-    workers = start_workers(processes, DRAIN_CONCURRENCY)
+    workers = start_workers(processes, DRAIN_CONCURRENCY, own_queues=own_hosts)
     try:
         with transaction.atomic():
             ContainerJob.objects.bulk_create(rows, batch_size=1000)
@@ -486,4 +501,235 @@ def memory_big_output(megabytes: int) -> dict[str, float]:
         "rss_mb": peak_kb / 1024,
         "idle_rss_mb": idle_kb / 1024,
         "stored_kb": len(job.stdout) / 1024,
+    }
+
+
+# Statistics --------------------------------------------------------------------------
+
+#: The history of the statistics figure: share of each status, like a queue that
+#: has run for a month (the rest wait, run or are cancelled).
+HISTORY_STATUSES = (
+    ("completed", 0.80),
+    ("failed", 0.87),
+    ("timeout", 0.89),
+    ("cancelled", 0.91),
+    ("queued", 0.95),
+    ("retrying", 0.96),
+    ("running", 0.97),
+    ("pending", 1.0),
+)
+HISTORY_CODES = ("DOCKER_PULL_FAILED", "DOCKER_IMAGE_NOT_FOUND", "SYSTEM_TIMEOUT", "UNKNOWN_ERROR")
+
+
+def fill_history(jobs: int) -> float:
+    """Put ``jobs`` jobs of a month's history in the table, in one INSERT; return its seconds.
+
+    Statuses as ``HISTORY_STATUSES``, created over the last 30 days, five
+    queues' worth of names, error codes and retries on the failed ones. The
+    statement fires the tally's triggers like any insert.
+    """
+    from django.db import connection
+
+    columns, values = _floor_row()
+    status = (
+        "CASE "
+        + " ".join(f"WHEN a < {bound} THEN '{name}'" for name, bound in HISTORY_STATUSES)
+        + " END"
+    )
+    failed = f"({status}) IN ('failed', 'timeout', 'retrying')"
+    launched = f"({status}) IN ('running', 'completed', 'failed', 'timeout')"
+    finished = f"({status}) IN ('completed', 'failed', 'timeout')"
+    created = "now() - b * interval '30 days'"
+    started = f"CASE WHEN {launched} THEN {created} + (1 + g %% 30) * interval '1 second' END"
+    codes = ", ".join(f"'{code}'" for code in HISTORY_CODES)
+    overrides = {
+        '"status"': status,
+        '"queue"': "(ARRAY['default', 'default', 'default', 'reports', 'images'])[1 + g %% 5]",
+        '"priority"': "(ARRAY[20, 50, 50, 50, 80])[1 + g %% 5]",
+        '"created_at"': created,
+        '"queued_at"': f"CASE WHEN ({status}) <> 'pending' THEN {created} END",
+        '"launched_at"': started,
+        '"started_at"': started,
+        '"completed_at"': f"CASE WHEN {finished} THEN {started} + c * interval '10 minutes' END",
+        '"error_code"': f"CASE WHEN {failed} THEN (ARRAY[{codes}])[1 + g %% 4] ELSE '' END",
+        '"retry_count"': f"CASE WHEN {failed} THEN 1 + g %% 3 ELSE 0 END",
+        '"scheduled_for"': f"CASE WHEN ({status}) = 'retrying' "
+        "THEN now() + (c * 600 - 60) * interval '1 second' END",
+    }
+    select, params = [], []
+    for column, value in zip(columns, values, strict=True):
+        if column in overrides:
+            select.append(overrides[column])
+        else:
+            select.append("%s")
+            params.append(value)
+    began = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setseed(0.42)")
+        cursor.execute(
+            f"INSERT INTO {JOB_TABLE} ({', '.join(columns)}) SELECT {', '.join(select)} "
+            "FROM (SELECT g, random() AS a, random() AS b, random() AS c "
+            "FROM generate_series(1, %s) AS g) AS s",
+            [*params, jobs],
+        )
+    seconds = time.perf_counter() - began
+    with connection.cursor() as cursor:
+        # As autovacuum does after a bulk load: statistics and the visibility map.
+        cursor.execute(f"VACUUM ANALYZE {JOB_TABLE}")
+        cursor.execute("VACUUM ANALYZE container_manager_jobtally")
+    return seconds
+
+
+def _median_ms(fn: Any, repeats: int) -> float:
+    fn()  # warm-up
+    timings = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        fn()
+        timings.append((time.perf_counter() - began) * 1000)
+    return statistics.median(timings)
+
+
+def statistics_figures(repeats: int) -> dict[str, float]:
+    """Time the statistics on the table as it is: ours, and the direct count of the jobs.
+
+    ``direct_ms`` is the baseline: the finished jobs' groups counted from the
+    job rows (``history_from_jobs``, what SQLite does and what every release
+    before the tally did for all the figures).
+    """
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from container_manager.models import ContainerJob
+    from container_manager.models.tally import history_from_jobs
+    from container_manager.queue import queue_manager
+    from container_manager.stats import get_statistics
+
+    user_model = get_user_model()
+    user = user_model.objects.filter(username="bench").first()
+    if user is None:
+        user = user_model.objects.create_superuser("bench", password=None)
+    client = Client()
+    client.force_login(user)
+    url = "/admin/container_manager/containerjob/queue-stats/"
+
+    def page() -> None:
+        response = client.get(url)
+        if response.status_code != 200:
+            raise RuntimeError(f"statistics page: HTTP {response.status_code}")
+
+    return {
+        "stats_ms": _median_ms(get_statistics, repeats),
+        "stats_queue_ms": _median_ms(lambda: get_statistics(queue="reports"), repeats),
+        "queue_stats_ms": _median_ms(queue_manager.get_queue_stats, repeats),
+        "stats_page_ms": _median_ms(page, repeats),
+        "direct_ms": _median_ms(lambda: history_from_jobs(ContainerJob.objects.all()), 3),
+    }
+
+
+# Following many running containers -----------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far (/proc/<pid>/stat)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def follow_many(jobs: int, sleep_seconds: int, window_seconds: float) -> dict[str, float]:
+    """One worker following ``jobs`` containers that each sleep ``sleep_seconds``.
+
+    Measured by witnesses outside the worker: its CPU from /proc while every
+    container runs and none is being launched (``window_seconds``, as % of
+    one core), its peak RSS (``VmHWM``), and how late each end is recorded:
+    the engine's ``die`` event (from the engine's own event stream) against
+    the first time a reader polling the jobs table every 0.1 s sees the job
+    finished.
+    """
+    import threading
+
+    import docker
+    from django.db import connection, transaction
+
+    from container_manager.models import ContainerJob
+    from container_manager.notify import announce_work
+
+    clear_jobs()
+    _, host = hosts()
+    client = docker.DockerClient(base_url="unix:///var/run/docker.sock")
+    died: dict[str, float] = {}
+    seen_done: dict[int, float] = {}
+    stop = threading.Event()
+    since = int(time.time())
+
+    def engine_events() -> None:
+        stream = client.events(
+            decode=True, since=since, filters={"event": "die", "label": "cm-bench=worker"}
+        )
+        for event in stream:
+            died.setdefault(event["id"], event["timeNano"] / 1e9)
+            if stop.is_set() or len(died) >= jobs:
+                break
+
+    def poll_jobs() -> None:
+        try:
+            while not stop.wait(0.1):
+                now = time.time()
+                for pk in ContainerJob.objects.filter(status__in=TERMINAL).values_list(
+                    "pk", flat=True
+                ):
+                    seen_done.setdefault(pk, now)
+        finally:
+            connection.close()
+
+    listener = threading.Thread(target=engine_events, daemon=True)
+    listener.start()
+    workers = start_workers(1, jobs)
+    poller = threading.Thread(target=poll_jobs, daemon=True)
+    try:
+        pid = workers[0].proc.pid
+        with transaction.atomic():
+            ContainerJob.objects.bulk_create(
+                [new_job(host, f"sleep {sleep_seconds}") for _ in range(jobs)]
+            )
+            announce_work("")
+        began = time.perf_counter()
+        if not wait_until(lambda: _count("running") == jobs, sleep_seconds, 0.2):
+            raise RuntimeError(f"not all {jobs} containers running within {sleep_seconds} s")
+        launched_s = time.perf_counter() - began
+        time.sleep(1.0)  # the last launch threads return
+        cpu_before, wall_before = _cpu_seconds(pid), time.perf_counter()
+        time.sleep(window_seconds)
+        if _count("running") != jobs:
+            raise RuntimeError("a container ended inside the measuring window")
+        cpu = (_cpu_seconds(pid) - cpu_before) / (time.perf_counter() - wall_before)
+        poller.start()
+        if not wait_until(lambda: _not_terminal() == 0, sleep_seconds + 120, 0.2):
+            raise RuntimeError("containers not finished in time")
+        time.sleep(0.3)
+        rss_mb = workers[0].peak_rss_kb() / 1024
+    finally:
+        stop.set()
+        stop_workers(workers)
+        client.close()
+    completed = _count("completed")
+    if completed != jobs:
+        raise RuntimeError(f"only {completed} of {jobs} sleeping jobs completed")
+    by_container = dict(ContainerJob.objects.values_list("container_id", "pk"))
+    lags = sorted(
+        seen_done[by_container[cid]] - at
+        for cid, at in died.items()
+        if cid in by_container and by_container[cid] in seen_done
+    )
+    if len(lags) < jobs * 0.95:
+        raise RuntimeError(f"only {len(lags)} of {jobs} ends seen by both witnesses")
+    return {
+        "follow_launch_s": launched_s,
+        "follow_cpu_pct": 100 * cpu,
+        "follow_rss_mb": rss_mb,
+        "follow_end_p50_s": statistics.median(lags),
+        "follow_end_max_s": lags[-1],
+        "follow_ends_seen": float(len(lags)),
     }

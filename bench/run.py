@@ -40,7 +40,17 @@ if __package__ in (None, ""):
 
 from bench import common
 
-GROUPS = ("enqueue", "drain", "peers", "latency", "ready", "containers", "memory")
+GROUPS = (
+    "enqueue",
+    "drain",
+    "peers",
+    "latency",
+    "ready",
+    "stats",
+    "containers",
+    "memory",
+    "follow",
+)
 PEERS = ("pgqueuer", "procrastinate", "django-tasks-db")
 
 
@@ -58,15 +68,39 @@ class Sizes:
     ready_sizes: tuple[int, ...]
     ready_repeats: int
     container_jobs: int
-    container_concurrency: int
+    container_concurrency: tuple[int, ...]
     big_output_mb: int
+    stats_jobs: int = 1_000_000
+    stats_repeats: int = 7
+    follow_jobs: int = 500
+    follow_sleep: int = 60
+    follow_window: float = 10.0
 
 
-FULL = Sizes(3, 10_000, 10_000, 2_000, 40, 6, 1, (1_000, 100_000, 1_000_000), 15, 200, 8, 200)
-QUICK = Sizes(1, 1_000, 1_000, 1_000, 10, 3, 1, (1_000, 10_000, 100_000), 5, 20, 8, 20)
+FULL = Sizes(3, 10_000, 10_000, 2_000, 40, 6, 1, (1_000, 100_000, 1_000_000), 15, 200, (8, 32), 200)
+QUICK = Sizes(
+    1,
+    1_000,
+    1_000,
+    1_000,
+    10,
+    3,
+    1,
+    (1_000, 10_000, 100_000),
+    5,
+    20,
+    (8,),
+    20,
+    100_000,
+    3,
+    50,
+    20,
+    5,
+)
 #: Figures that take a minute or more per sample: measured in the first and
 #: last rounds only (two samples in a run of three rounds).
-HEAVY = {"containers_worker", "containers_sdk", "rss_big_output", "peer_django-tasks-db"}
+HEAVY = {"rss_big_output", "peer_django-tasks-db"}
+HEAVY_PREFIXES = ("containers_worker", "containers_sdk")
 
 
 class Results:
@@ -122,6 +156,10 @@ def round_tasks(
         tasks += [
             (["drain_w1", "rss_drain_w1", "xacts_w1"], lambda: f.drain_worker(w, 1)),
             (["drain_w4", "rss_drain_w4", "xacts_w4"], lambda: f.drain_worker(w, 4)),
+            (
+                ["drain_w4h", "rss_drain_w4h", "xacts_w4h"],
+                lambda: f.drain_worker(w, 4, own_hosts=True),
+            ),
             (["floor_p1"], lambda: f.drain_floor(d, 1)),
             (["floor_p4"], lambda: f.drain_floor(d, 4)),
         ]
@@ -140,11 +178,12 @@ def round_tasks(
             ),
         ]
     if "containers" in groups:
-        c, k = sizes.container_jobs, sizes.container_concurrency
-        tasks += [
-            (["containers_worker"], lambda: f.containers_worker(c, k)),
-            (["containers_sdk"], lambda: f.containers_sdk(c, k)),
-        ]
+        c = sizes.container_jobs
+        for k in sizes.container_concurrency:
+            tasks += [
+                ([f"containers_worker_{k}"], lambda k=k: f.containers_worker(c, k)),
+                ([f"containers_sdk_{k}"], lambda k=k: f.containers_sdk(c, k)),
+            ]
     if "memory" in groups:
         tasks.append(
             (
@@ -181,6 +220,45 @@ def run_ready(sizes: Sizes, results: Results) -> None:
         )
     results.extra["plans"] = plans
     clear_jobs()
+
+
+def run_stats(sizes: Sizes, results: Results) -> None:
+    """The statistics figures: a month's history of ``stats_jobs`` jobs, timed once per run."""
+    from bench import figures as f
+    from bench.common import clear_jobs
+
+    clear_jobs()
+    print(f"statistics at {sizes.stats_jobs:,} jobs", flush=True)
+    try:
+        results.samples["stats_fill_s"] = [f.fill_history(sizes.stats_jobs)]
+        found = f.statistics_figures(sizes.stats_repeats)
+    except Exception as exc:
+        results.errors["stats"] = f"{type(exc).__name__}: {exc}"[:160]
+        traceback.print_exc(limit=3)
+        return
+    finally:
+        clear_jobs()
+    for name, value in found.items():
+        results.samples[name] = [value]
+    print("  " + ", ".join(f"{k} {v:.1f}" for k, v in found.items()), flush=True)
+
+
+def run_follow(sizes: Sizes, results: Results) -> None:
+    """One worker following many sleeping containers: measured once per run."""
+    from bench import figures as f
+
+    print(f"one worker following {sizes.follow_jobs} containers", flush=True)
+    try:
+        found = f.follow_many(sizes.follow_jobs, sizes.follow_sleep, sizes.follow_window)
+    except Exception as exc:
+        results.errors["follow"] = f"{type(exc).__name__}: {exc}"[:160]
+        traceback.print_exc(limit=3)
+        return
+    finally:
+        common.remove_leftover_containers()
+    for name, value in found.items():
+        results.samples[name] = [value]
+    print("  " + ", ".join(f"{k} {v:.2f}" for k, v in found.items()), flush=True)
 
 
 # Table --------------------------------------------------------------------------------
@@ -283,6 +361,17 @@ def build_table(sizes: Sizes, results: Results) -> tuple[list[list[str]], dict[s
             "<= 2; 4 workers >= 2.5x 1" if workers == "w4" else "<= 2",
             ok if workers == "w1" or scale is None else (ok and scale >= 2.5),
         )
+    own = ratio("drain_w4h", "drain_w1")
+    add(
+        f"Drain {d} no-op jobs, 4 workers, each its own queue and host",
+        "drain_w4h",
+        "jobs/s",
+        0,
+        "; ".join(
+            t for t in (rtext(own, "1 worker"), rtext(ratio("drain_w4h", "floor_p4"), "floor")) if t
+        ),
+    )
+    add("Transactions per drained job, 4 workers, own queues and hosts", "xacts_w4h", "xacts", 1)
     p = f"{sizes.drain_jobs:,}"
     add(f"Floor: {p} jobs, psycopg SKIP LOCKED loop, 1 process", "floor_p1", "jobs/s")
     add(f"Floor: {p} jobs, psycopg SKIP LOCKED loop, 4 processes", "floor_p4", "jobs/s")
@@ -344,25 +433,72 @@ def build_table(sizes: Sizes, results: Results) -> tuple[list[list[str]], dict[s
         ]
     )
 
+    j = f"{sizes.stats_jobs:,}"
+    direct = results.median("direct_ms")
+    for name, label in (
+        ("stats_ms", f"get_statistics() at {j} jobs"),
+        ("stats_queue_ms", f"get_statistics(queue=...) at {j} jobs"),
+        ("queue_stats_ms", f"get_queue_stats() at {j} jobs"),
+        ("stats_page_ms", f"Admin statistics page at {j} jobs"),
+    ):
+        value = results.median(name)
+        ok = None if value is None else value < 300
+        verdicts[name] = {"ms": value, "met": ok}
+        note = f"{value / direct:.2f}x the direct count" if value and direct else ""
+        add(label, name, "ms", 1, note, "< 300 ms", ok)
+    add(f"Finished jobs counted from the rows, {j} jobs (baseline)", "direct_ms", "ms", 1)
+    add(f"Insert {j} jobs of history, one statement (tally triggers on)", "stats_fill_s", "s", 1)
+
+    n = f"{sizes.follow_jobs} containers (sleep {sizes.follow_sleep})"
+    cpu, rss = results.median("follow_cpu_pct"), results.median("follow_rss_mb")
+    end_max = results.median("follow_end_max_s")
+    add(f"One worker following {n}: all running after", "follow_launch_s", "s", 1)
+    add(
+        f"One worker following {n}: CPU, {sizes.follow_window:.0f} s window",
+        "follow_cpu_pct",
+        "% core",
+        2,
+        "",
+        "< 5 %",
+        None if cpu is None else cpu < 5,
+    )
+    add(
+        f"One worker following {n}: peak RSS",
+        "follow_rss_mb",
+        "MB",
+        0,
+        "",
+        "< 150 MB",
+        None if rss is None else rss < 150,
+    )
+    add(f"One worker following {n}: end recorded after die, p50", "follow_end_p50_s", "s", 2)
+    add(
+        f"One worker following {n}: end recorded after die, max",
+        "follow_end_max_s",
+        "s",
+        2,
+        f"{results.median('follow_ends_seen') or 0:.0f} ends seen by both witnesses",
+        "<= 2 s",
+        None if end_max is None else end_max <= 2,
+    )
+    verdicts["follow"] = {"cpu_pct": cpu, "rss_mb": rss, "end_max_s": end_max}
+
     c = sizes.container_jobs
-    r = ratio("containers_worker", "containers_sdk")
-    ok = r >= 0.95 if r is not None else None
-    verdicts["containers"] = {"ratio": r, "met": ok}
-    add(
-        f"{c} busybox jobs through the worker, concurrency {sizes.container_concurrency}",
-        "containers_worker",
-        "jobs/s",
-        2,
-        rtext(r, "docker SDK"),
-        ">= 0.95x SDK",
-        ok,
-    )
-    add(
-        f"{c} containers, docker SDK alone, {sizes.container_concurrency} threads",
-        "containers_sdk",
-        "jobs/s",
-        2,
-    )
+    verdicts["containers"] = {}
+    for k in sizes.container_concurrency:
+        r = ratio(f"containers_worker_{k}", f"containers_sdk_{k}")
+        ok = r >= 0.95 if r is not None else None
+        verdicts["containers"][str(k)] = {"ratio": r, "met": ok}
+        add(
+            f"{c} busybox jobs through the worker, concurrency {k}",
+            f"containers_worker_{k}",
+            "jobs/s",
+            2,
+            rtext(r, "docker SDK"),
+            ">= 0.95x SDK",
+            ok,
+        )
+        add(f"{c} containers, docker SDK alone, {k} threads", f"containers_sdk_{k}", "jobs/s", 2)
 
     for name, label in (
         ("rss_drain_w1", f"Worker peak RSS, draining {d} no-op jobs"),
@@ -460,7 +596,11 @@ def main() -> None:
         for number in range(sizes.rounds):
             tasks = round_tasks(sizes, groups, results)
             if 0 < number < sizes.rounds - 1:
-                tasks = [task for task in tasks if task[0][0] not in HEAVY]
+                tasks = [
+                    task
+                    for task in tasks
+                    if task[0][0] not in HEAVY and not task[0][0].startswith(HEAVY_PREFIXES)
+                ]
             # Interleave: every round starts one task further along.
             shift = number % max(len(tasks), 1)
             tasks = tasks[shift:] + tasks[:shift]
@@ -469,6 +609,10 @@ def main() -> None:
                 results.measure(names, fn)
         if "ready" in groups:
             run_ready(sizes, results)
+        if "stats" in groups:
+            run_stats(sizes, results)
+        if "follow" in groups:
+            run_follow(sizes, results)
     finally:
         if not args.keep_db:
             from django.db import connections

@@ -21,7 +21,7 @@ from django.conf import settings as django_settings
 #: Most jobs one worker holds at once (``process_container_jobs --max-concurrent``,
 #: ``Worker(max_concurrent=...)``, ``launch_next_batch(max_concurrent=...)``).
 DEFAULT_MAX_CONCURRENT = 5
-#: Longest wait for the claim lock, and for launches in flight when a worker
+#: Longest wait for the claim's host and queue locks, and for launches in flight when a worker
 #: stops (``--timeout``, ``Worker(acquire_timeout_seconds=...)``,
 #: ``launch_next_batch(timeout=...)``).
 DEFAULT_ACQUIRE_TIMEOUT_SECONDS = 30

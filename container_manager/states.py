@@ -64,6 +64,8 @@ LAUNCHING_STATUSES: frozenset[str] = frozenset({S.VALIDATING, S.PREPARING, S.PUL
 ACTIVE_STATUSES: frozenset[str] = LAUNCHING_STATUSES | {S.RUNNING}
 #: Statuses a job never leaves on its own.
 TERMINAL_STATUSES: frozenset[str] = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.TIMEOUT})
+#: Not finished: every other status (the statistics count these over their own index).
+UNFINISHED_STATUSES: frozenset[str] = frozenset(S.values) - TERMINAL_STATUSES
 #: Terminal statuses from which a person may queue the job again.
 RETRYABLE_STATUSES: frozenset[str] = frozenset({S.FAILED, S.TIMEOUT})
 

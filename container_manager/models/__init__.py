@@ -5,6 +5,7 @@ from __future__ import annotations
 from container_manager.models.host import EnvironmentVariableTemplate, ExecutorHost, ExecutorType
 from container_manager.models.job import ContainerJob, JobQuerySet
 from container_manager.models.queue import JobQueue
+from container_manager.models.tally import JobTally
 from container_manager.models.worker import Worker, WorkerStatus
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "ExecutorType",
     "JobQuerySet",
     "JobQueue",
+    "JobTally",
     "Worker",
     "WorkerStatus",
 ]

@@ -182,6 +182,19 @@ class ContainerJob(CheckedFieldsMixin, models.Model):
             models.Index(fields=["status", "queue"], name="cm_job_status_queue_idx"),
             models.Index(fields=["host", "status"], name="cm_job_host_status_idx"),
             models.Index(fields=["-created_at", "-id"], name="cm_job_created_idx"),
+            # The jobs not finished, counted by the statistics from the index alone.
+            models.Index(
+                fields=["status", "queue"],
+                include=["error_code", "retry_count", "priority", "scheduled_for"],
+                name="cm_job_unfinished_idx",
+                condition=Q(status__in=sorted(states.UNFINISHED_STATUSES)),
+            ),
+            # Finished today / in a window, counted from the index alone.
+            models.Index(
+                fields=["completed_at", "status"],
+                name="cm_job_completed_idx",
+                condition=Q(completed_at__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -40,6 +40,8 @@ class ManagerBase:
         self._local = threading.local()
         self._waiters: list[WorkWaiter] = []
         self._waiters_lock = threading.Lock()
+        #: Per worker id, the hosts and limited queues of its last claim (queue/claims.py).
+        self._last_slots: dict[str, tuple[set[int], set[str]]] = {}
 
     @property
     def worker_id(self) -> str:

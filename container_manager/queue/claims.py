@@ -8,17 +8,30 @@ How a claim stays correct with any number of workers (PostgreSQL):
   two workers never get the same row, and neither waits for the other's rows.
 - The limits (per-host ``max_concurrent_jobs``, per-queue ``max_concurrent``)
   are a check-then-act: count what is active, then claim. Two workers counting
-  at the same moment would both see room for the last slot. So the check is
-  serialised with one transaction-scoped advisory lock,
-  ``pg_advisory_xact_lock(CLAIM_LOCK_KEY)``, taken first. It is held for the
-  few milliseconds of the claim only (three small queries and an UPDATE) and
-  blocks nothing but other claims: enqueues, completions and the admin never
-  take it, and they only add ready rows or lower the counts. Finer locks (one
-  per host and queue) would let claims on disjoint hosts overlap, but every
-  claim of a job without a host may touch every host, so in practice they
-  would serialise just the same, with a deadlock-prone lock order to keep.
-- Counting happens after the lock is taken; in READ COMMITTED each statement
-  sees everything the previous lock holder committed.
+  at the same moment would both see room for the last slot. So every slot a
+  claim takes is counted and taken under a transaction-scoped advisory lock
+  of its own kind: one per host (``host_lock_key``) and one per limited queue
+  (``queue_lock_key``); there is no lock for the whole cluster, and
+  unlimited queues have none.
+- A claim first takes, waiting in ascending key order, the locks of the
+  hosts and limited queues the same worker's last claim used (a worker
+  claims again and again for the same hosts), then reads the capacity and
+  the ready jobs and chooses hosts. If the choice uses only locks it holds,
+  the counts it read are exact and it claims. Otherwise it tries the
+  missing locks without waiting (a claim never waits while holding locks
+  taken out of order, so two claims never wait for each other in a circle),
+  counts the slots again under every lock it holds, and chooses again among
+  those hosts and queues only. A worker's first claim holds no lock yet: it
+  waits for the missing ones in order instead.
+- The claim's UPDATE locks the rows it takes, ``FOR UPDATE SKIP LOCKED``,
+  and moves only rows still waiting: a claim never holds a row it then
+  leaves (which would let another worker take a later job first), and a
+  job another claim took since the read is skipped.
+- Claims for different hosts and unlimited queues never wait for each
+  other; claims for the same host wait for the few milliseconds until the
+  other commits. Enqueues, ends and the admin never take these locks: they
+  only add ready rows or free slots. In READ COMMITTED each statement sees
+  everything the previous holder of a lock committed.
 
 On SQLite there are no row locks and no advisory locks; the same API works
 for one worker (SQLite serialises writers anyway).
@@ -37,6 +50,7 @@ Which hosts a job may get (docs/queue-management.md, "Routing"):
 from __future__ import annotations
 
 import logging
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,8 +73,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Key of the advisory lock that serialises the limit check of claims ("cm" + "claim").
-CLAIM_LOCK_KEY = 0x636D_636C_6169_6D
+#: High 32 bits of the advisory lock keys of host slots ("cmhs") and queue slots ("cmqs").
+HOST_LOCK_SPACE = 0x636D_6873
+QUEUE_LOCK_SPACE = 0x636D_7173
 #: Candidates locked per claimed job, so that jobs skipped for a limit reached
 #: within the batch do not leave the batch short.
 CANDIDATE_FACTOR = 4
@@ -68,9 +83,23 @@ CANDIDATE_FACTOR = 4
 MAX_EXTRA_CANDIDATES = 500
 
 
+def host_lock_key(host_id: int) -> int:
+    """The advisory lock key under which claims count and take ``host_id``'s slots."""
+    return (HOST_LOCK_SPACE << 32) | (host_id & 0xFFFF_FFFF)
+
+
+def queue_lock_key(queue: str) -> int:
+    """The advisory lock key under which claims count and take a limited queue's slots.
+
+    Two queue names may share a key (a CRC-32 of the name); that only makes
+    their claims wait for each other, never miscounts.
+    """
+    return (QUEUE_LOCK_SPACE << 32) | zlib.crc32(queue.encode("utf-8", "surrogatepass"))
+
+
 @dataclass
 class _Capacity:
-    """Free slots per host and per limited queue, as counted under the claim lock."""
+    """Free slots per host and per limited queue, and the jobs given a slot so far."""
 
     hosts: dict[int, ExecutorHost]
     host_load: Counter[int]
@@ -109,6 +138,32 @@ class _Capacity:
         # (load + 1) / weight is lowest, ties broken by name for determinism.
         best = min(free, key=lambda h: ((self.host_load[h.pk] + 1) / h.weight, h.name))
         return best.pk
+
+    def locked_to(self, host_ids: set[int], queues: set[str]) -> _Capacity:
+        """A fresh capacity that may use only these hosts and limited queues (loads to recount)."""
+        hosts = {pk: host for pk, host in self.hosts.items() if pk in host_ids}
+        limits = {name: self.queue_limits[name] for name in queues if name in self.queue_limits}
+        # A limited queue whose lock this claim does not hold is full for it.
+        blocked = {name: 0 for name in self.queue_limits if name not in limits}
+        capacity = _Capacity(
+            hosts,
+            Counter(),
+            {**limits, **blocked},
+            Counter(),
+            self.paused_queues,
+            self.routable & set(hosts),
+        )
+        capacity.has_default_setting = self.has_default_setting
+        if self.default_host is not None and self.default_host.pk in hosts:
+            capacity.default_host = self.default_host
+        return capacity
+
+    def take_in_order(self, candidates: list[ContainerJob], limit: int) -> None:
+        """Reserve slots for the candidates, in their order, until ``limit`` are assigned."""
+        for job in candidates:
+            if len(self.assigned) >= limit:
+                break
+            self.take(job)
 
     def take(self, job: ContainerJob) -> int | None:
         """Reserve a slot for ``job``; return its host id, or None when it must wait."""
@@ -180,23 +235,9 @@ class ClaimMixin(ManagerBase):
     def _capacity(self, now: datetime) -> _Capacity:
         hosts, active_types = self._active_hosts(now)
         paused, limits = self._queue_settings()
-        host_load: Counter[int] = Counter()
-        queue_load: Counter[str] = Counter()
-        # One count for both limits: held jobs by host and queue.
-        held = (
-            ContainerJob.objects.using(self.using)
-            .holding()
-            .values("host_id", "queue")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        for row in held:
-            if row["host_id"] is not None:
-                host_load[row["host_id"]] += row["n"]
-            if row["queue"] in limits:
-                queue_load[row["queue"]] += row["n"]
         routable = self._routable(hosts, active_types)
-        capacity = _Capacity(hosts, host_load, limits, queue_load, paused, routable)
+        capacity = _Capacity(hosts, Counter(), limits, Counter(), paused, routable)
+        self._count_held(capacity)
         default_name = settings.DEFAULT_HOST
         if default_name:
             # The setting routes every job without a host to that host, of
@@ -208,24 +249,40 @@ class ClaimMixin(ManagerBase):
             )
         return capacity
 
-    def _lock_claims(self, lock_timeout_seconds: float | None, is_outermost: bool) -> None:
+    def _count_held(self, capacity: _Capacity) -> None:
+        """Fill the loads of ``capacity``'s hosts and limited queues from the held jobs.
+
+        One count for both limits: held jobs by host and queue, of those hosts
+        and queues only when ``capacity`` is a locked subset.
+        """
+        held = ContainerJob.objects.using(self.using).holding()
+        counted = set(capacity.hosts)
+        limited = {name for name, limit in capacity.queue_limits.items() if limit > 0}
+        held = held.filter(Q(host_id__in=sorted(counted)) | Q(queue__in=sorted(limited)))
+        rows = held.values("host_id", "queue").annotate(n=Count("id")).order_by()
+        for row in rows:
+            if row["host_id"] in counted:
+                capacity.host_load[row["host_id"]] += row["n"]
+            if row["queue"] in limited:
+                capacity.queue_load[row["queue"]] += row["n"]
+
+    def _lock_slots(
+        self, keys: list[int], lock_timeout_seconds: float | None, is_outermost: bool
+    ) -> None:
+        """Take the advisory locks ``keys``, in ascending order, waiting at most the timeout."""
         connection = connections[self.using]
-        if connection.vendor != "postgresql":
-            return
+        # Integers only, formatted in: every lock in one round trip, in order.
+        locks = "; ".join(f"SELECT pg_advisory_xact_lock({key:d})" for key in sorted(keys))
         with connection.cursor() as cursor:
             if lock_timeout_seconds is None:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIM_LOCK_KEY])
+                cursor.execute(locks)
                 return
             milliseconds = max(int(lock_timeout_seconds * 1000), 1)
             if is_outermost:
-                # The claim is the whole transaction: the timeout may last to
-                # its end. Both in one round trip (integers, no parameters).
-                cursor.execute(
-                    f"SET LOCAL lock_timeout = {milliseconds:d}; "
-                    f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_KEY:d})"
-                )
+                # The claim is the whole transaction: the timeout may last to its end.
+                cursor.execute(f"SET LOCAL lock_timeout = {milliseconds:d}; {locks}")
                 return
-            # Bound the wait for this lock only, then restore the caller's
+            # Bound the wait for these locks only, then restore the caller's
             # setting (set_config(..., true) would last to the end of an outer
             # transaction).
             cursor.execute(
@@ -233,8 +290,20 @@ class ClaimMixin(ManagerBase):
                 [f"{milliseconds}ms"],
             )
             previous = cursor.fetchone()[0]
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIM_LOCK_KEY])
+            cursor.execute(locks)
             cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+
+    def _try_slots(self, hosts: set[int], queues: set[str]) -> tuple[set[int], set[str]]:
+        """Take whichever of these hosts' and queues' locks are free now; never wait."""
+        host_ids, names = sorted(hosts), sorted(queues)
+        keys = [host_lock_key(h) for h in host_ids] + [queue_lock_key(q) for q in names]
+        tries = ", ".join(f"pg_try_advisory_xact_lock({key:d})" for key in keys)
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(f"SELECT {tries}")
+            row = list(cursor.fetchone())
+        got_hosts = {h for h, ok in zip(host_ids, row[: len(host_ids)], strict=True) if ok}
+        got_queues = {q for q, ok in zip(names, row[len(host_ids) :], strict=True) if ok}
+        return got_hosts, got_queues
 
     def _lock_rows(self, qs: QuerySet[ContainerJob]) -> QuerySet[ContainerJob]:
         if connections[self.using].features.has_select_for_update_skip_locked:
@@ -323,15 +392,57 @@ class ClaimMixin(ManagerBase):
         if limit == 0:
             return []
         is_outermost = not connections[self.using].in_atomic_block
+        is_postgres = connections[self.using].vendor == "postgresql"
         with transaction.atomic(using=self.using):
-            self._lock_claims(lock_timeout_seconds, is_outermost)
+            # The locks of the hosts and limited queues this worker's last
+            # claim used come first (waiting, in order): what is read next
+            # about them is exact, as in a steady stream of claims for the
+            # same hosts.
+            held_hosts: set[int] = set()
+            held_queues: set[str] = set()
+            if is_postgres:
+                held_hosts, held_queues = self._last_slots.get(worker_id, (set(), set()))
+                if held_hosts or held_queues:
+                    keys = [host_lock_key(h) for h in held_hosts]
+                    keys += [queue_lock_key(q) for q in held_queues]
+                    self._lock_slots(keys, lock_timeout_seconds, is_outermost)
             now = timezone.now()
             capacity = self._capacity(now)
             candidates = self._candidates(capacity, now, limit, queues, job_id)
-            for job in candidates:
-                if len(capacity.assigned) >= limit:
-                    break
-                capacity.take(job)
+            capacity.take_in_order(candidates, limit)
+            if is_postgres and capacity.assigned:
+                hosts = {host_id for _, host_id in capacity.assigned}
+                limited = {
+                    j.queue for j, _ in capacity.assigned if j.queue in capacity.queue_limits
+                }
+                if not (hosts <= held_hosts and limited <= held_queues):
+                    # Some slots were counted without their lock. Holding no
+                    # lock yet, wait for theirs (in order); holding some, take
+                    # only those free now (never wait while holding locks
+                    # taken out of order). Then count the slots again under
+                    # every lock held, and choose again among those hosts and
+                    # queues only. A job taken since the read is skipped by
+                    # the UPDATE, which moves only rows still waiting.
+                    if not (held_hosts or held_queues):
+                        keys = [host_lock_key(h) for h in hosts]
+                        keys += [queue_lock_key(q) for q in limited]
+                        self._lock_slots(keys, lock_timeout_seconds, is_outermost)
+                        got_hosts, got_queues = hosts, limited
+                    else:
+                        got_hosts, got_queues = self._try_slots(
+                            hosts - held_hosts, limited - held_queues
+                        )
+                    capacity = capacity.locked_to(held_hosts | got_hosts, held_queues | got_queues)
+                    self._count_held(capacity)
+                    capacity.take_in_order(candidates, limit)
+                if capacity.assigned:
+                    hosts = {host_id for _, host_id in capacity.assigned}
+                    limited = {
+                        j.queue for j, _ in capacity.assigned if j.queue in capacity.queue_limits
+                    }
+                # The next claim waits for these first: what this one used,
+                # or, if it got nothing, what it wanted.
+                self._last_slots[worker_id] = (hosts, limited)
             if not capacity.assigned:
                 return []
             return self._mark_claimed(capacity.assigned, worker_id, now + lease, capacity.hosts)
@@ -344,6 +455,12 @@ class ClaimMixin(ManagerBase):
         queues: Sequence[str] | None,
         job_id: int | None,
     ) -> list[ContainerJob]:
+        """Ready jobs that may fit ``capacity``, in claim order; read, not locked.
+
+        No row is locked here: the claim's UPDATE locks exactly the rows it
+        takes (``SKIP LOCKED``), so a claim never holds a row it then leaves,
+        which would let another worker take a later job before it.
+        """
         qs = ContainerJob.objects.using(self.using).ready(now)
         if job_id is not None:
             qs = qs.filter(pk=job_id)
@@ -358,7 +475,7 @@ class ClaimMixin(ManagerBase):
             host_q |= Q(host__isnull=True)
         qs = qs.filter(host_q).select_related("environment_template").order_by(*READY_ORDER)
         extra = min(limit * (CANDIDATE_FACTOR - 1), MAX_EXTRA_CANDIDATES)
-        return list(self._lock_rows(qs)[: limit + extra])
+        return list(qs[: limit + extra])
 
     def _mark_claimed(
         self,
@@ -373,11 +490,14 @@ class ClaimMixin(ManagerBase):
         claimed: list[ContainerJob] = []
         for host_id, jobs in by_host.items():
             ids = [job.pk for job in jobs]
-            # Guarded: only rows still ready move (we hold their locks, so all do).
+            # Guarded: only rows still waiting move, and (PostgreSQL) only
+            # rows no other claim is taking at this moment.
+            still_waiting = ContainerJob.objects.using(self.using).waiting().filter(pk__in=ids)
+            # The ids outside too, so that the rows are found by primary key.
             moved = (
                 ContainerJob.objects.using(self.using)
-                .waiting()
                 .filter(pk__in=ids)
+                .filter(pk__in=self._lock_rows(still_waiting.order_by()).values("pk"))
                 .update(
                     status=JobStatus.VALIDATING,
                     host_id=host_id,
@@ -388,8 +508,8 @@ class ClaimMixin(ManagerBase):
                 )
             )
             if moved != len(ids):
-                # Not every row moved (no row locks, e.g. SQLite beside a
-                # writer): read back which did.
+                # Not every row moved (another claim took some since they
+                # were read): read back which did.
                 claimed += self._read_claimed(ids, worker_id)
                 continue
             for job in jobs:

@@ -119,7 +119,7 @@ class LegacyMixin(QueueingMixin, LaunchMixin, ClaimMixin):
 
         Args:
             max_concurrent: Most jobs this worker may hold at once (at least 1).
-            timeout: Seconds to wait for the claim lock on PostgreSQL before
+            timeout: Seconds to wait for the claim's host and queue locks on PostgreSQL before
                 giving up with an error in ``errors``.
 
         Returns:

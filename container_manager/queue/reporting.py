@@ -15,8 +15,9 @@ from container_manager.models.queries import (
     launching_q,
     waiting_q,
 )
+from container_manager.models.tally import history_from_jobs, history_from_tally, is_kept
 from container_manager.queue.base import ManagerBase
-from container_manager.states import JobStatus
+from container_manager.states import UNFINISHED_STATUSES, JobStatus
 
 
 def queue_counts(using: str = "default", queue: str | None = None) -> dict[str, int]:
@@ -35,15 +36,22 @@ def queue_counts(using: str = "default", queue: str | None = None) -> dict[str, 
     qs = ContainerJob.objects.using(using).all()
     if queue is not None:
         qs = qs.filter(queue=queue)
-    return qs.aggregate(
-        ready_now=Count("id", filter=waiting & due),
-        scheduled_future=Count("id", filter=waiting & ~due),
-        launching=Count("id", filter=launching_q()),
-        running=Count("id", filter=Q(status=JobStatus.RUNNING)),
-        paused=Count("id", filter=Q(status=JobStatus.PAUSED)),
-        retrying=Count("id", filter=Q(status=JobStatus.RETRYING)),
-        launch_failed=Count("id", filter=launch_failed_q()),
+    # Over the jobs not finished only (the status indexes); the finished ones
+    # that failed to launch come from their tally.
+    counts = qs.filter(status__in=sorted(UNFINISHED_STATUSES)).aggregate(
+        ready_now=Count("status", filter=waiting & due),
+        scheduled_future=Count("status", filter=waiting & ~due),
+        launching=Count("status", filter=launching_q()),
+        running=Count("status", filter=Q(status=JobStatus.RUNNING)),
+        paused=Count("status", filter=Q(status=JobStatus.PAUSED)),
+        retrying=Count("status", filter=Q(status=JobStatus.RETRYING)),
     )
+    if is_kept(using):
+        groups = history_from_tally(using, queue)
+    else:
+        groups = history_from_jobs(qs.filter(launch_failed_q()))
+    counts["launch_failed"] = sum(group.jobs for group in groups if group.launch_failed)
+    return counts
 
 
 class ReportingMixin(ManagerBase):

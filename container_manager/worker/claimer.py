@@ -78,7 +78,7 @@ class Claimer:
         queue_manager: The queue that claims, launches and releases jobs.
         state: The worker's shared state.
         max_concurrent: The worker's limit (sizes the launch pool).
-        acquire_timeout_seconds: Longest wait for the claim lock.
+        acquire_timeout_seconds: Longest wait for the claim's host and queue locks.
         free_slots: Answers how many more jobs the worker may take on.
         on_launched: Called with each job whose container now runs, before
             the job stops counting as launching (so its slot is never free
@@ -120,7 +120,7 @@ class Claimer:
 
         Returns:
             The claimed jobs (empty when none were ready, no slot was free, or
-            the claim lock was not had within the acquisition timeout).
+            the claim's locks were not had within the acquisition timeout).
         """
         state = self.state
         free = self._free_slots()
@@ -136,7 +136,7 @@ class Claimer:
             )
         except OperationalError as exc:
             if "lock" not in str(exc).lower():
-                raise  # Not the claim lock: the database is away, and the loop waits for it.
+                raise  # Not a claim lock: the database is away, and the loop waits for it.
             message = f"Could not acquire jobs within {self.acquire_timeout_seconds} s: {exc}"
             logger.warning(message, extra={"worker_id": state.worker_id})
             state.stats.add_error(message)

@@ -84,7 +84,7 @@ class Worker:
         poll_interval_seconds: Longest idle sleep when no NOTIFY comes; None
             for ``POLL_INTERVAL_SECONDS``.
         once: Launch what is ready now, then exit instead of looping.
-        acquire_timeout_seconds: Longest wait for the claim lock, and for
+        acquire_timeout_seconds: Longest wait for the claim's host and queue locks, and for
             launches in flight when stopping or with ``once``.
         echo: Called with each line of human output; None logs it.
         lease_seconds: Lease of claimed jobs; None for ``LEASE_SECONDS``.

@@ -28,8 +28,9 @@ every ended container (the clean-up only kills), ``"keep_failed"`` keeps
 those of superseded attempts and of jobs that did not complete. A container
 whose output is not stored is never removed. A host that does not answer is
 tried again at the next pass, logged once until it answers. The sweeper
-writes nothing itself; what it did is counted in the worker's statistics
-and logged in one line per host where it did something.
+writes no job itself; what it did is counted in the worker's statistics
+and logged in one line per host where it did something. Each pass also
+folds the tally of finished jobs that the statistics read (``models.tally``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from container_manager.conf import settings
 from container_manager.containers import Containers
 from container_manager.executors.base import ContainerRef, ExitStatus
 from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models.tally import compact_tallies
 from container_manager.queue import JobQueueManager
 from container_manager.queue.cleanup import is_end_recorded
 from container_manager.states import TERMINAL_STATUSES, JobStatus
@@ -189,6 +191,7 @@ class Sweeper(threading.Thread):
             while True:
                 close_old_connections()
                 self.sweep()
+                self.fold_tally()
                 # A broken connection is replaced at the next pass.
                 drop_connection_if_broken()
                 if self._stop_event.wait(self.interval_seconds):
@@ -221,6 +224,17 @@ class Sweeper(threading.Thread):
             tally = self.sweep_host(host, now)
             done += tally.removed + tally.killed + tally.finished
         return done
+
+    def fold_tally(self) -> None:
+        """Fold the finished jobs' tally rows of every connection into one (``models.tally``)."""
+        try:
+            compact_tallies()
+        except Exception:
+            logger.warning(
+                "Could not fold the tally of finished jobs; it is tried again at the next pass",
+                extra={"worker_id": self.state.worker_id},
+                exc_info=True,
+            )
 
     def sweep_host(self, host: ExecutorHost, now: datetime | None = None) -> _Tally:
         """Run one pass over one host's containers."""

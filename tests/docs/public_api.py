@@ -76,6 +76,7 @@ INTERNAL_MODULES = {
     "container_manager.models.validation": "field checks run by the models' clean_fields()",
     "container_manager.notify": "LISTEN/NOTIFY plumbing behind JobQueueManager.wait_for_work",
     "container_manager.models.queries": "JobQuerySet re-exported by container_manager.models",
+    "container_manager.models.tally": "JobTally re-exported by container_manager.models",
     "container_manager.queue.base": "re-exported by container_manager.queue",
     "container_manager.queue.finishing": "methods of JobQueueManager",
     "container_manager.queue.legacy": "methods of JobQueueManager; ProcessResult re-exported",

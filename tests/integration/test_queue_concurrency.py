@@ -32,10 +32,12 @@ from container_manager.states import JobStatus
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKERS = 4
 JOBS = 3000
-HOST_LIMITS = {"alpha": 12, "beta": 8}
-LIMITED_QUEUE, QUEUE_LIMIT = "reports", 4
+#: (worker processes, host limits, limited queues): the limits are sampled while they claim.
+LAYOUTS = {
+    "4 processes, 2 hosts": (4, {"alpha": 12, "beta": 8}, {"reports": 4}),
+    "8 processes, 3 hosts": (8, {"alpha": 12, "beta": 8, "gamma": 5}, {"reports": 4, "mail": 3}),
+}
 DEADLINE_SECONDS = 60
 SAMPLE_SECONDS = 0.01
 
@@ -76,14 +78,18 @@ def database_url() -> str:
     return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-def create_queue():
-    alpha = ExecutorHost.objects.create(
-        name="alpha", executor_type="process", max_concurrent_jobs=HOST_LIMITS["alpha"]
-    )
-    beta = ExecutorHost.objects.create(
-        name="beta", executor_type="process", max_concurrent_jobs=HOST_LIMITS["beta"], weight=50
-    )
-    JobQueue.objects.create(name=LIMITED_QUEUE, max_concurrent=QUEUE_LIMIT)
+def create_queue(host_limits, queue_limits):
+    hosts = [
+        ExecutorHost.objects.create(
+            name=name, executor_type="process", max_concurrent_jobs=limit, weight=100 - 25 * n
+        )
+        for n, (name, limit) in enumerate(host_limits.items())
+    ]
+    for name, limit in queue_limits.items():
+        JobQueue.objects.create(name=name, max_concurrent=limit)
+    # Every host and queue gets jobs pinned to it and jobs without a host.
+    routes = [None, None, *hosts]
+    queue_names = [*queue_limits, *(["default"] * 8)]
     start = timezone.now() - timedelta(hours=1)
     rows = []
     for n in range(JOBS):
@@ -94,18 +100,26 @@ def create_queue():
                 status=JobStatus.QUEUED,
                 priority=(n * 37) % 5 * 20,
                 queued_at=start + timedelta(milliseconds=n),
-                queue=LIMITED_QUEUE if n % 10 == 0 else "default",
-                host=[None, None, alpha, beta][n % 4],
+                queue=queue_names[n % len(queue_names)],
+                host=routes[n % len(routes)],
             )
         )
     ContainerJob.objects.bulk_create(rows, batch_size=1000)
     return set(ContainerJob.objects.filter(host__isnull=False).values_list("id", flat=True))
 
 
-def sample_loads():
+def sample_loads(queue_limits):
     holding = ContainerJob.objects.holding()
     hosts = Counter(dict(holding.values_list("host__name").annotate(n=Count("id")).order_by()))
-    return hosts, holding.filter(queue=LIMITED_QUEUE).count()
+    queues = Counter(
+        dict(
+            holding.filter(queue__in=list(queue_limits))
+            .values_list("queue")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+    )
+    return hosts, queues
 
 
 def key(row):
@@ -113,15 +127,17 @@ def key(row):
     return (-priority, queued_at, row[0])
 
 
-def test_worker_processes_claim_each_job_once_in_order_within_limits(tmp_path):
-    pinned = create_queue()
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_worker_processes_claim_each_job_once_in_order_within_limits(tmp_path, layout):
+    workers, host_limits, queue_limits = LAYOUTS[layout]
+    pinned = create_queue(host_limits, queue_limits)
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "demo.settings",
         "DATABASE_URL": database_url(),
         "PYTHONPATH": str(ROOT),
     }
-    logs = [tmp_path / f"worker-{n}.jsonl" for n in range(WORKERS)]
+    logs = [tmp_path / f"worker-{n}.jsonl" for n in range(workers)]
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER_SCRIPT, f"worker-{n}", str(log)],
@@ -137,13 +153,14 @@ def test_worker_processes_claim_each_job_once_in_order_within_limits(tmp_path):
     try:
         while any(p.poll() is None for p in procs):
             assert time.monotonic() < deadline, "workers did not finish in time"
-            hosts, queue_load = sample_loads()
+            hosts, queues = sample_loads(queue_limits)
             samples += 1
             for name, load in hosts.items():
-                assert load <= HOST_LIMITS[name], f"host {name} held {load} jobs"
+                assert load <= host_limits[name], f"host {name} held {load} jobs"
                 peaks[name] = max(peaks[name], load)
-            assert queue_load <= QUEUE_LIMIT, f"queue {LIMITED_QUEUE} held {queue_load} jobs"
-            peaks[LIMITED_QUEUE] = max(peaks[LIMITED_QUEUE], queue_load)
+            for name, load in queues.items():
+                assert load <= queue_limits[name], f"queue {name} held {load} jobs"
+                peaks[name] = max(peaks[name], load)
             # Pace the sampling (and give the workers the CPU) by waiting on a worker's exit.
             with contextlib.suppress(subprocess.TimeoutExpired):
                 procs[0].wait(timeout=SAMPLE_SECONDS)
@@ -167,8 +184,8 @@ def test_worker_processes_claim_each_job_once_in_order_within_limits(tmp_path):
     assert len(set(ids)) == JOBS
     assert set(ContainerJob.objects.values_list("attempt", flat=True)) == {1}
     assert ContainerJob.objects.exclude(status=JobStatus.COMPLETED).count() == 0
-    # All four workers took part.
-    assert all(any(batch for batch in claims[n]) for n in range(WORKERS))
+    # Every worker took part.
+    assert all(any(batch for batch in claims[n]) for n in range(workers))
     # Priority first, then FIFO: within every batch, and for each worker
     # within each class of jobs that share the same limits (queue, pinned host).
     for batches in claims.values():
@@ -182,6 +199,4 @@ def test_worker_processes_claim_each_job_once_in_order_within_limits(tmp_path):
             assert rows == sorted(rows, key=key)
     # The limits were reached (the test means something) and never exceeded.
     assert samples > 20
-    assert peaks["alpha"] == HOST_LIMITS["alpha"]
-    assert peaks["beta"] == HOST_LIMITS["beta"]
-    assert peaks[LIMITED_QUEUE] == QUEUE_LIMIT
+    assert peaks == Counter({**host_limits, **queue_limits})

@@ -12,13 +12,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerJob, ExecutorHost, JobQueue
 from container_manager.queue import JobQueueManager, queue_manager
-from container_manager.queue.claims import CLAIM_LOCK_KEY
+from container_manager.queue.claims import host_lock_key
 from container_manager.states import JobStatus
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -185,20 +185,20 @@ def explain(sql):
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
-def test_launch_next_batch_gives_up_when_the_claim_lock_is_held_past_its_timeout():
-    ExecutorHost.objects.create(name="h", executor_type="process")
+def test_launch_next_batch_gives_up_when_its_hosts_slot_lock_is_held_past_its_timeout():
+    host = ExecutorHost.objects.create(name="h", executor_type="process")
     job = ContainerJob.objects.create(command="echo")
     queue_manager.queue_job(job)
     locked, release = threading.Event(), threading.Event()
 
-    def hold_claim_lock():
+    def hold_host_lock():
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIM_LOCK_KEY])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [host_lock_key(host.pk)])
             locked.set()
             release.wait(10)
         connection.close()
 
-    holder = threading.Thread(target=hold_claim_lock, daemon=True)
+    holder = threading.Thread(target=hold_host_lock, daemon=True)
     holder.start()
     assert locked.wait(10)
     try:
@@ -214,6 +214,96 @@ def test_launch_next_batch_gives_up_when_the_claim_lock_is_held_past_its_timeout
     assert result["errors"][0].startswith("Could not acquire jobs within 1 s")
     assert 0.9 < elapsed < 5
     assert ContainerJob.objects.get(pk=job.pk).status == JobStatus.QUEUED
+
+
+def queued(queue, host):
+    job = ContainerJob.objects.create(command="echo", queue=queue, host=host)
+    queue_manager.queue_job(job)
+    return job
+
+
+class OpenClaim:
+    """A claim by another connection whose transaction stays open until ``close()``."""
+
+    def __init__(self, job):
+        self.claimed, self.ready, self.release = None, threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self.run, args=(job,), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10)
+
+    def run(self, job):
+        try:
+            with transaction.atomic():
+                self.claimed = queue_manager.claim_job(job, "holder")
+                self.ready.set()
+                self.release.wait(10)
+        finally:
+            self.ready.set()
+            connection.close()
+
+    def close(self):
+        self.release.set()
+        self.thread.join(10)
+
+
+def timed_claim(worker_id, queues):
+    begin = time.monotonic()
+    try:
+        claimed = queue_manager.claim_jobs(worker_id, 1, queues=queues, lock_timeout_seconds=1)
+    except OperationalError:
+        claimed = None
+    return claimed, time.monotonic() - begin
+
+
+def test_claims_for_different_hosts_do_not_wait_for_each_other():
+    alpha = ExecutorHost.objects.create(name="alpha", executor_type="process")
+    beta = ExecutorHost.objects.create(name="beta", executor_type="process")
+    on_alpha, on_beta = queued("a", alpha), queued("b", beta)
+    also_alpha = queued("a2", alpha)
+    holder = OpenClaim(on_alpha)
+    try:
+        assert holder.claimed.pk == on_alpha.pk
+        # Beta's slots are counted under beta's lock only: no wait.
+        claimed, elapsed = timed_claim("hosts-1", ["b"])
+        assert [job.pk for job in claimed] == [on_beta.pk]
+        assert elapsed < 0.5
+        # Alpha's are not: a worker's first claim there waits for the open
+        # claim's commit (here, past its timeout) ...
+        claimed, elapsed = timed_claim("hosts-2", ["a2"])
+        assert claimed is None
+        assert elapsed >= 0.9
+        # ... and a worker holding beta's lock from its last claim never
+        # waits for another: it takes nothing from alpha this time.
+        claimed, elapsed = timed_claim("hosts-1", ["a2"])
+        assert claimed == []
+        assert elapsed < 0.5
+    finally:
+        holder.close()
+    # Its next claim waits for alpha first, and gets the job.
+    claimed, _ = timed_claim("hosts-1", ["a2"])
+    assert [job.pk for job in claimed] == [also_alpha.pk]
+
+
+def test_claims_in_a_limited_queue_wait_for_each_other_on_any_host():
+    alpha = ExecutorHost.objects.create(name="alpha", executor_type="process")
+    beta = ExecutorHost.objects.create(name="beta", executor_type="process")
+    JobQueue.objects.create(name="reports", max_concurrent=2)
+    first = queued("reports", alpha)
+    queued("reports", beta)
+    free = queued("default", beta)
+    holder = OpenClaim(first)
+    try:
+        assert holder.claimed.pk == first.pk
+        # The limited queue's slots are counted under its own lock.
+        claimed, elapsed = timed_claim("queues-1", ["reports"])
+        assert claimed is None
+        assert elapsed >= 0.9
+        # An unlimited queue takes no queue lock, and beta's lock is free.
+        claimed, elapsed = timed_claim("queues-2", ["default"])
+        assert [job.pk for job in claimed] == [free.pk]
+        assert elapsed < 0.5
+    finally:
+        holder.close()
 
 
 def test_a_claims_lock_timeout_does_not_outlive_the_claim():

@@ -101,7 +101,8 @@ class Command(BaseCommand):
             default=DEFAULT_ACQUIRE_TIMEOUT_SECONDS,
             help="Timeout in seconds for job acquisition "
             f"(default: {DEFAULT_ACQUIRE_TIMEOUT_SECONDS}): the longest wait "
-            "for the claim lock, and for launches in flight when stopping or with --once",
+            "for the claim's host and queue locks, and for launches in flight "
+            "when stopping or with --once",
         )
         parser.add_argument(
             "--worker-id",
