@@ -120,12 +120,12 @@ def _delta_sql(row: str, sign: str) -> str:
         seconds = t.seconds + EXCLUDED.seconds;"""
 
 
-def _grouped_sql(table: str, sign: str) -> str:
-    """The upsert that adds ``sign`` the finished jobs of a transition table, grouped."""
+def _grouped_sql(table: str, sign: str, backend: str = "pg_backend_pid()") -> str:
+    """The upsert that adds (``sign``) the finished jobs of ``table``, grouped."""
     key = ", ".join(KEY_COLUMNS)
     return f"""
     INSERT INTO {TALLY_TABLE} AS t (backend, {key}, jobs, timed, seconds)
-    SELECT pg_backend_pid(), queue, status, error_code, retry_strategy,
+    SELECT {backend}, queue, status, error_code, retry_strategy,
            COALESCE(max_retries, -1), retry_count,
            status = '{JobStatus.FAILED}' AND launched_at IS NULL AND queued_at IS NOT NULL,
            {sign}COUNT(*),
@@ -138,6 +138,16 @@ def _grouped_sql(table: str, sign: str) -> str:
         jobs = t.jobs + EXCLUDED.jobs,
         timed = t.timed + EXCLUDED.timed,
         seconds = t.seconds + EXCLUDED.seconds;"""
+
+
+def _function(name: str, body: str) -> str:
+    """A trigger function ``container_manager_tally_<name>`` that runs ``body``."""
+    return f"""
+        CREATE OR REPLACE FUNCTION container_manager_tally_{name}() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN {body}
+            RETURN NULL;
+        END $$"""
 
 
 def install_sql() -> list[str]:
@@ -158,35 +168,17 @@ def install_sql() -> list[str]:
     old = ", ".join(f"OLD.{c}" for c in compared.split(", "))
     new = ", ".join(f"NEW.{c}" for c in compared.split(", "))
     return [
-        f"""
-        CREATE OR REPLACE FUNCTION container_manager_tally_job() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN
+        _function(
+            "job",
+            f"""
             IF OLD.status IN ({terminal}) THEN {_delta_sql("OLD", "-")}
             END IF;
             IF NEW.status IN ({terminal}) THEN {_delta_sql("NEW", "")}
-            END IF;
-            RETURN NULL;
-        END $$""",
-        f"""
-        CREATE OR REPLACE FUNCTION container_manager_tally_inserted() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN {_grouped_sql("inserted", "")}
-            RETURN NULL;
-        END $$""",
-        f"""
-        CREATE OR REPLACE FUNCTION container_manager_tally_deleted() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN {_grouped_sql("deleted", "-")}
-            RETURN NULL;
-        END $$""",
-        f"""
-        CREATE OR REPLACE FUNCTION container_manager_tally_truncate() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN
-            DELETE FROM {TALLY_TABLE};
-            RETURN NULL;
-        END $$""",
+            END IF;""",
+        ),
+        _function("inserted", _grouped_sql("inserted", "")),
+        _function("deleted", _grouped_sql("deleted", "-")),
+        _function("truncate", f"DELETE FROM {TALLY_TABLE};"),
         f"""
         CREATE TRIGGER container_manager_tally_insert AFTER INSERT ON {JOB_TABLE}
         REFERENCING NEW TABLE AS inserted
@@ -224,16 +216,7 @@ def uninstall_sql() -> list[str]:
 
 def backfill_sql() -> str:
     """Count the finished jobs already stored into ``backend = 0`` rows."""
-    return f"""
-    INSERT INTO {TALLY_TABLE} (backend, {", ".join(KEY_COLUMNS)}, jobs, timed, seconds)
-    SELECT 0, queue, status, error_code, retry_strategy, COALESCE(max_retries, -1), retry_count,
-           status = '{JobStatus.FAILED}' AND launched_at IS NULL AND queued_at IS NOT NULL,
-           COUNT(*),
-           COUNT(*) FILTER (WHERE started_at IS NOT NULL AND completed_at IS NOT NULL),
-           COALESCE(SUM(EXTRACT(EPOCH FROM completed_at - started_at)::float8), 0)
-    FROM {JOB_TABLE}
-    WHERE status IN ({_terminal_sql()})
-    GROUP BY 2, 3, 4, 5, 6, 7, 8"""
+    return _grouped_sql(JOB_TABLE, "", backend="0")
 
 
 def is_kept(using: str = "default") -> bool:
@@ -279,6 +262,23 @@ def compact_tallies(using: str = "default") -> int:
         return folded
 
 
+def _group(
+    row: dict[str, Any], *, max_retries: int | None, launch_failed: bool, seconds: float
+) -> HistoryGroup:
+    return HistoryGroup(
+        queue=row["queue"],
+        status=row["status"],
+        error_code=row["error_code"],
+        retry_strategy=row["retry_strategy"],
+        max_retries=max_retries,
+        retry_count=row["retry_count"],
+        launch_failed=launch_failed,
+        jobs=row["n"],
+        timed=row["t"],
+        seconds=seconds,
+    )
+
+
 def history_from_tally(using: str = "default", queue: str | None = None) -> list[HistoryGroup]:
     """The finished jobs' groups, added up from the tally (PostgreSQL)."""
     rows = JobTally.objects.using(using).all()
@@ -291,16 +291,10 @@ def history_from_tally(using: str = "default", queue: str | None = None) -> list
         .filter(~Q(n=0))
     )
     return [
-        HistoryGroup(
-            queue=row["queue"],
-            status=row["status"],
-            error_code=row["error_code"],
-            retry_strategy=row["retry_strategy"],
+        _group(
+            row,
             max_retries=None if row["max_retries"] < 0 else row["max_retries"],
-            retry_count=row["retry_count"],
             launch_failed=row["launch_failed"],
-            jobs=row["n"],
-            timed=row["t"],
             seconds=float(row["s"] or 0.0),
         )
         for row in summed
@@ -337,16 +331,10 @@ def history_from_jobs(jobs: models.QuerySet[Any]) -> list[HistoryGroup]:
         .order_by()
     )
     return [
-        HistoryGroup(
-            queue=row["queue"],
-            status=row["status"],
-            error_code=row["error_code"],
-            retry_strategy=row["retry_strategy"],
+        _group(
+            row,
             max_retries=row["max_retries"],
-            retry_count=row["retry_count"],
             launch_failed=bool(row["lf"]),
-            jobs=row["n"],
-            timed=row["t"],
             seconds=_seconds(row["s"]),
         )
         for row in rows
