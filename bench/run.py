@@ -73,7 +73,7 @@ class Sizes:
     stats_jobs: int = 1_000_000
     stats_repeats: int = 7
     follow_jobs: int = 500
-    follow_sleep: int = 60
+    follow_sleep: int = 80
     follow_window: float = 10.0
 
 
