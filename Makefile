@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: venv demo test lint bench chaos docs clean
+.PHONY: venv demo test lint bench bench-follow chaos docs clean
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ lint: venv
 
 bench: venv
 	bash scripts/bench.sh
+
+# One worker following 500 running containers (docs/performance.md); a few minutes.
+bench-follow: venv
+	bash scripts/bench.sh --only follow
 
 # Fault injection on its own PostgreSQL and dockerd (docs/chaos.md); ARGS="--jobs 60 --seed 7".
 chaos: venv
