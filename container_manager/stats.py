@@ -24,9 +24,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from container_manager.classification import describe
-from container_manager.conf import settings
 from container_manager.models import ContainerJob, ExecutorHost
-from container_manager.models.job import PRIORITY_HIGH
+from container_manager.models.job import PRIORITY_HIGH, attempts_allowed
 from container_manager.models.queries import due_q
 from container_manager.models.tally import (
     HistoryGroup,
@@ -34,7 +33,6 @@ from container_manager.models.tally import (
     history_from_tally,
     is_kept,
 )
-from container_manager.retry import RETRY_STRATEGIES
 from container_manager.states import (
     LAUNCHING_STATUSES,
     READY_STATUSES,
@@ -44,14 +42,6 @@ from container_manager.states import (
 
 #: Statuses that count against the success rate (cancelled jobs do not).
 FINISHED_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMEOUT)
-
-
-def attempts_allowed(max_retries: int | None, retry_strategy: str) -> int:
-    """What ``effective_max_retries`` answers for a job with these two fields."""
-    if max_retries is not None:
-        return max_retries
-    strategy = RETRY_STRATEGIES.get(retry_strategy)
-    return strategy.max_attempts if strategy is not None else int(settings.DEFAULT_MAX_RETRIES)
 
 
 def _history(jobs: Any, queue: str | None) -> list[HistoryGroup]:

@@ -45,6 +45,14 @@ def _default_queue() -> str:
     return str(settings.DEFAULT_QUEUE)
 
 
+def attempts_allowed(max_retries: int | None, retry_strategy: str) -> int:
+    """Launch attempts allowed a job with these fields: ``max_retries``, else the strategy's."""
+    if max_retries is not None:
+        return max_retries
+    strategy = RETRY_STRATEGIES.get(retry_strategy)
+    return strategy.max_attempts if strategy else int(settings.DEFAULT_MAX_RETRIES)
+
+
 def has_run_past_timeout(started_at: datetime | None, timeout_seconds: int, now: datetime) -> bool:
     """Tell whether a container started at ``started_at`` has run past its timeout.
 
@@ -477,10 +485,7 @@ class ContainerJob(CheckedFieldsMixin, models.Model):
     @property
     def effective_max_retries(self) -> int:
         """Launch attempts allowed: ``max_retries``, or the strategy's ``max_attempts``."""
-        if self.max_retries is not None:
-            return self.max_retries
-        strategy = RETRY_STRATEGIES.get(self.retry_strategy)
-        return strategy.max_attempts if strategy else int(settings.DEFAULT_MAX_RETRIES)
+        return attempts_allowed(self.max_retries, self.retry_strategy)
 
     @property
     def is_queued(self) -> bool:

@@ -88,6 +88,11 @@ def host_lock_key(host_id: int) -> int:
     return (HOST_LOCK_SPACE << 32) | (host_id & 0xFFFF_FFFF)
 
 
+def slot_lock_keys(hosts: set[int], queues: set[str]) -> list[int]:
+    """The advisory lock keys of these hosts and limited queues."""
+    return [host_lock_key(h) for h in sorted(hosts)] + [queue_lock_key(q) for q in sorted(queues)]
+
+
 def queue_lock_key(queue: str) -> int:
     """The advisory lock key under which claims count and take a limited queue's slots.
 
@@ -138,6 +143,12 @@ class _Capacity:
         # (load + 1) / weight is lowest, ties broken by name for determinism.
         best = min(free, key=lambda h: ((self.host_load[h.pk] + 1) / h.weight, h.name))
         return best.pk
+
+    def slots_used(self) -> tuple[set[int], set[str]]:
+        """The hosts and the limited queues of the jobs assigned so far."""
+        hosts = {host_id for _, host_id in self.assigned}
+        limited = {job.queue for job, _ in self.assigned if job.queue in self.queue_limits}
+        return hosts, limited
 
     def locked_to(self, host_ids: set[int], queues: set[str]) -> _Capacity:
         """A fresh capacity that may use only these hosts and limited queues (loads to recount)."""
@@ -296,7 +307,7 @@ class ClaimMixin(ManagerBase):
     def _try_slots(self, hosts: set[int], queues: set[str]) -> tuple[set[int], set[str]]:
         """Take whichever of these hosts' and queues' locks are free now; never wait."""
         host_ids, names = sorted(hosts), sorted(queues)
-        keys = [host_lock_key(h) for h in host_ids] + [queue_lock_key(q) for q in names]
+        keys = slot_lock_keys(hosts, queues)
         tries = ", ".join(f"pg_try_advisory_xact_lock({key:d})" for key in keys)
         with connections[self.using].cursor() as cursor:
             cursor.execute(f"SELECT {tries}")
@@ -403,18 +414,14 @@ class ClaimMixin(ManagerBase):
             if is_postgres:
                 held_hosts, held_queues = self._last_slots.get(worker_id, (set(), set()))
                 if held_hosts or held_queues:
-                    keys = [host_lock_key(h) for h in held_hosts]
-                    keys += [queue_lock_key(q) for q in held_queues]
+                    keys = slot_lock_keys(held_hosts, held_queues)
                     self._lock_slots(keys, lock_timeout_seconds, is_outermost)
             now = timezone.now()
             capacity = self._capacity(now)
             candidates = self._candidates(capacity, now, limit, queues, job_id)
             capacity.take_in_order(candidates, limit)
             if is_postgres and capacity.assigned:
-                hosts = {host_id for _, host_id in capacity.assigned}
-                limited = {
-                    j.queue for j, _ in capacity.assigned if j.queue in capacity.queue_limits
-                }
+                hosts, limited = capacity.slots_used()
                 if not (hosts <= held_hosts and limited <= held_queues):
                     # Some slots were counted without their lock. Holding no
                     # lock yet, wait for theirs (in order); holding some, take
@@ -424,8 +431,7 @@ class ClaimMixin(ManagerBase):
                     # queues only. A job taken since the read is skipped by
                     # the UPDATE, which moves only rows still waiting.
                     if not (held_hosts or held_queues):
-                        keys = [host_lock_key(h) for h in hosts]
-                        keys += [queue_lock_key(q) for q in limited]
+                        keys = slot_lock_keys(hosts, limited)
                         self._lock_slots(keys, lock_timeout_seconds, is_outermost)
                         got_hosts, got_queues = hosts, limited
                     else:
@@ -436,10 +442,7 @@ class ClaimMixin(ManagerBase):
                     self._count_held(capacity)
                     capacity.take_in_order(candidates, limit)
                 if capacity.assigned:
-                    hosts = {host_id for _, host_id in capacity.assigned}
-                    limited = {
-                        j.queue for j, _ in capacity.assigned if j.queue in capacity.queue_limits
-                    }
+                    hosts, limited = capacity.slots_used()
                 # The next claim waits for these first: what this one used,
                 # or, if it got nothing, what it wanted.
                 self._last_slots[worker_id] = (hosts, limited)
