@@ -276,11 +276,13 @@ class Worker:
         Raises:
             WorkerIdInUseError: Another live worker uses this id.
         """
-        if not self.database.wait_until_up():
+        if not self._when_database_answers(
+            lambda: register(self.worker_id, self.queues, self.max_concurrent)
+        ):
             return self.stats
-        register(self.worker_id, self.queues, self.max_concurrent)
         try:
-            self._reconcile()
+            if not self._when_database_answers(self._reconcile):
+                return self.stats
             self._heartbeat.start()
             if not self.once:
                 self.follower.start()
@@ -292,6 +294,28 @@ class Worker:
         finally:
             self._shutdown()
         return self.stats
+
+    def _when_database_answers(self, step: Callable[[], object]) -> bool:
+        """Run one start-up step, waiting out database outages before and during it.
+
+        The database may go away between the check that it answers and the
+        step (a restart at that moment): the step is tried again once it is
+        back, so a worker never exits for an outage. Other errors propagate.
+
+        Returns:
+            True once the step ran; False when a stop was requested first.
+        """
+        error: BaseException | None = None
+        while self.database.wait_until_up(error):
+            try:
+                step()
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                error = exc
+                continue
+            return True
+        return False
 
     def _reconcile(self) -> None:
         """Take back what an earlier life of this worker id held, and rescue dead workers' jobs."""
@@ -316,7 +340,7 @@ class Worker:
         while not self.is_stopping:
             self.stats.iterations += 1
             if self._is_status_requested:
-                self.print_status()
+                self._print_status_safely()
             if time.monotonic() >= next_maintenance:
                 self._maintain()
                 next_maintenance = time.monotonic() + self.heartbeat_seconds
@@ -348,6 +372,14 @@ class Worker:
             free = self.free_slots()
         return free
 
+    def _print_status_safely(self) -> None:
+        try:
+            self.print_status()
+        except Exception as exc:
+            self._is_status_requested = False
+            logger.warning("Could not print the status: %s", exc, exc_info=True)
+            drop_connection_if_broken()
+
     def _acquire_safely(self) -> list[ContainerJob]:
         try:
             drop_connection_if_broken()
@@ -371,7 +403,12 @@ class Worker:
         # Local processes die with the worker and cannot be adopted: see them to their end.
         while self.follower.has_unadoptable() and not self.is_stopping:
             self.follower.poll_all(ONCE_FOLLOW_SLICE_SECONDS)
-            self.follower.sync()
+            try:
+                self.follower.sync()
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                self.database.wait_until_up(exc)
         # No sweeper thread runs with ``once`` (a worker run from cron would
         # end before its first pass): leftovers are cleared in one pass here.
         self.sweeper.sweep()

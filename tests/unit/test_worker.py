@@ -225,6 +225,50 @@ def test_restart_under_the_same_id_expires_its_own_leases_first(fake_host, fake_
     assert f"Adopted job {job.pk} (attempt 1)" in run.lines
 
 
+def _terminating_own_backend_first(step):
+    """Wrap a start-up step so that its first call loses its connection as in a restart."""
+    from django.db import connection
+
+    calls = []
+
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            with connection.cursor() as cursor:
+                # What PostgreSQL says to every session when it shuts down.
+                cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return step(*args, **kwargs)
+
+    return wrapped, calls
+
+
+@threaded
+@pytest.mark.parametrize("step", ["register", "reconcile"])
+def test_a_database_restart_during_start_up_is_waited_out_not_fatal(
+    fake_host, fake_executor, monkeypatch, step
+):
+    from container_manager.worker import loop
+
+    (job,) = queued(fake_host, 1)
+    lines: list[str] = []
+    worker = Worker(worker_id=f"w-start-{step}", once=True, echo=lines.append)
+    if step == "register":
+        wrapped, calls = _terminating_own_backend_first(loop.register)
+        monkeypatch.setattr(loop, "register", wrapped)
+    else:
+        wrapped, calls = _terminating_own_backend_first(worker.rescuer.expire_own_leases)
+        monkeypatch.setattr(worker.rescuer, "expire_own_leases", wrapped)
+
+    stats = worker.run()
+
+    assert len(calls) == 2, "the step must be tried again once the database answers"
+    assert worker.database.outages == 1
+    assert any(line.startswith("Database unreachable (OperationalError") for line in lines), lines
+    assert stats.jobs_launched == 1
+    assert status_of(job) == JobStatus.RUNNING
+    assert WorkerRow.objects.get(worker_id=f"w-start-{step}").status == "stopped"
+
+
 @threaded
 def test_timeouts_are_enforced_by_the_holding_worker(fake_host, fake_executor):
     (job,) = queued(fake_host, 1, timeout_seconds=1)
