@@ -245,6 +245,14 @@ CATALOGUE: dict[str, ErrorCode] = _codes(
         True,
     ),
     E(
+        "UPGRADE_INTERRUPTED",
+        "The job was launching or running under 1.0.x when the database was upgraded",
+        "2.x does not follow containers that 1.0.x started, and does not run the job again "
+        "by itself: check whether it ran (container_id names its container), then retry it "
+        "if it must run again.",
+        False,
+    ),
+    E(
         "LOGS_UNAVAILABLE",
         "The container ended but its output could not be read",
         "The container was removed before its output was stored (by hand, or by "

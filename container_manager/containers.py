@@ -191,6 +191,10 @@ class Containers:
 
     # Finding and control -----------------------------------------------------
 
+    def outlives_worker(self, job: ContainerJob) -> bool:
+        """True when the job's container goes on after its worker exits (not a local process)."""
+        return self.executor_for(job).outlives_worker
+
     def find(self, job: ContainerJob) -> ContainerRef | None:
         """Look up, on the job's host, the container of its current attempt by its labels.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
 from django.contrib import admin
@@ -64,6 +66,8 @@ STATE_FIELDS = (
 )
 ERROR_FIELDS = ("error_info", "last_error_display", "last_error_at")
 OUTPUT_FIELDS = ("stdout_display", "stderr_display")
+#: Shown only for jobs made by 1.0.x and kept by the upgrade (docs/migration-guide.md).
+LEGACY_FIELDS = ("legacy_id", "legacy_data_display")
 #: Statuses in which the job's spec may no longer be edited.
 FROZEN_STATUSES = states.ACTIVE_STATUSES | {
     JobStatus.PAUSED,
@@ -104,7 +108,10 @@ class ContainerJobAdmin(SafeInputAdminMixin, JobViewsMixin, JobActionsMixin, adm
         PriorityBandFilter,
     )
     search_fields = ("name", "command", "image")
-    search_help_text = "Name, command or image; a number alone finds the job with that id."
+    search_help_text = (
+        "Name, command or image; a number alone finds the job with that id, "
+        "a UUID the job with that 1.0.x id."
+    )
     list_select_related = ("host",)
     # Facet counts run one COUNT per filter choice over the whole table.
     show_facets = admin.ShowFacets.NEVER
@@ -113,7 +120,7 @@ class ContainerJobAdmin(SafeInputAdminMixin, JobViewsMixin, JobActionsMixin, adm
     # The unfiltered total would be a second COUNT(*) over the whole table.
     show_full_result_count = False
     ordering = ("-created_at", "-id")
-    readonly_fields = STATE_FIELDS + ERROR_FIELDS + OUTPUT_FIELDS
+    readonly_fields = STATE_FIELDS + ERROR_FIELDS + OUTPUT_FIELDS + LEGACY_FIELDS
     fieldsets = (
         ("State", {"fields": STATE_FIELDS}),
         ("Error", {"fields": ERROR_FIELDS}),
@@ -154,11 +161,21 @@ class ContainerJobAdmin(SafeInputAdminMixin, JobViewsMixin, JobActionsMixin, adm
         if job_id is not None:
             # The list filters are already applied to ``queryset``: the id match keeps them.
             return queryset.filter(pk=job_id), False
+        try:
+            legacy_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            pass
+        else:
+            return queryset.filter(legacy_id=legacy_id), False
         return super().get_search_results(request, queryset, search_term)
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         """A new job shows only what to run and how to queue it; a stored one its state first."""
-        return self.add_fieldsets if obj is None else self.fieldsets
+        if obj is None:
+            return self.add_fieldsets
+        if obj.legacy_id is not None:
+            return (*self.fieldsets, ("From 1.0.x", {"fields": LEGACY_FIELDS}))
+        return self.fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         """The spec and queue fields turn read-only once the job launched or ended."""
@@ -296,6 +313,10 @@ class ContainerJobAdmin(SafeInputAdminMixin, JobViewsMixin, JobActionsMixin, adm
     @admin.display(description="last error message")
     def last_error_display(self, job: ContainerJob) -> SafeString:
         return display.pre(job.last_error, empty="-")
+
+    @admin.display(description="1.0.x values")
+    def legacy_data_display(self, job: ContainerJob) -> SafeString:
+        return display.pre(json.dumps(job.legacy_data, indent=2, sort_keys=True), empty="-")
 
     @admin.display(description="stdout")
     def stdout_display(self, job: ContainerJob) -> SafeString:

@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 BUILTIN_EXECUTORS: dict[str, str] = {
     "docker": "container_manager.executors.docker:DockerExecutor",
     "process": "container_manager.executors.local:LocalProcessExecutor",
+    # For tests of projects that use this package (container_manager.testing).
+    "mock": "container_manager.testing:MockExecutor",
 }
 
 #: Built-in backends that run the command on the worker's machine and ignore images.

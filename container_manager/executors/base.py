@@ -194,6 +194,10 @@ class Executor(abc.ABC):
     supports_pause: ClassVar[bool] = False
     """Can a running container be paused and resumed?"""
 
+    outlives_worker: ClassVar[bool] = True
+    """Does a container go on when the worker that launched it exits? False for
+    local processes: a worker run with ``--once`` then waits for them to end."""
+
     def __init__(self, host: ExecutorHost) -> None:
         self.host = host
 

@@ -365,6 +365,7 @@ class LocalProcessExecutor(Executor):
     """
 
     supports_pause = True
+    outlives_worker = False
 
     def __init__(self, host: ExecutorHost) -> None:
         super().__init__(host)

@@ -29,7 +29,7 @@ def uninstall_tally(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('container_manager', '0003_job_status_known'),
+        ('container_manager', '0003_version_2'),
     ]
 
     operations = [

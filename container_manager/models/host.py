@@ -11,6 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from container_manager.environment import parse_env_text
+from container_manager.models.legacy import CallableBool, LegacyHostNames
 from container_manager.models.queries import HostQuerySet
 from container_manager.models.validation import CheckedFieldsMixin, text_problem
 
@@ -129,7 +130,7 @@ def executor_config_problem(executor_type: str, config: Any) -> str:
     return ""
 
 
-class ExecutorHost(CheckedFieldsMixin, models.Model):
+class ExecutorHost(LegacyHostNames, CheckedFieldsMixin, models.Model):
     """A place that runs containers: a Docker engine, or this machine's processes.
 
     Example::
@@ -223,9 +224,17 @@ class ExecutorHost(CheckedFieldsMixin, models.Model):
             raise ValidationError(errors)
 
     @property
-    def is_available(self) -> bool:
-        """True when the host may receive new jobs (active and not paused)."""
-        return self.is_active and not self.is_paused
+    def is_available(self) -> CallableBool:
+        """True when the host may receive new jobs (active and not paused).
+
+        A truth value; calling it, as 1.0.x's ``is_available()``, still works
+        (deprecated).
+        """
+        return CallableBool(
+            self.is_active and not self.is_paused,
+            "ExecutorHost.is_available()",
+            "ExecutorHost.is_available (a property)",
+        )
 
 
 class EnvironmentVariableTemplate(CheckedFieldsMixin, models.Model):

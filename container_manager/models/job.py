@@ -15,6 +15,7 @@ from container_manager import states
 from container_manager.conf import settings
 from container_manager.environment import validate_env_mapping
 from container_manager.exceptions import InvalidStateTransition, StaleJobError
+from container_manager.models.legacy import LegacyJobNames
 from container_manager.models.queries import JobQuerySet
 from container_manager.models.validation import CheckedFieldsMixin
 from container_manager.retry import RETRY_STRATEGIES, get_strategy, next_retry_at
@@ -70,7 +71,7 @@ def has_run_past_timeout(started_at: datetime | None, timeout_seconds: int, now:
     return started_at is not None and now - started_at > timedelta(seconds=timeout_seconds)
 
 
-class ContainerJob(CheckedFieldsMixin, models.Model):
+class ContainerJob(LegacyJobNames, CheckedFieldsMixin, models.Model):
     """A job: what to run (image, command, environment, limits) and what happened.
 
     Example::
@@ -165,6 +166,21 @@ class ContainerJob(CheckedFieldsMixin, models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     attempt = models.PositiveIntegerField(
         default=0, help_text="Incremented at each claim; labels the container."
+    )
+
+    # Kept by the upgrade of a 1.0.x database (docs/migration-guide.md).
+    legacy_id = models.UUIDField(
+        null=True,
+        blank=True,
+        unique=True,
+        editable=False,
+        help_text="The job's id under 1.0.x; empty for jobs made since.",
+    )
+    legacy_data = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="1.0.x values that have no field here (description, docker_log, ...).",
     )
 
     objects = JobQuerySet.as_manager()

@@ -21,6 +21,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from container_manager import states
+from container_manager.models.legacy import (
+    HOST_RESHAPED,
+    JOB_RENAMES,
+    JOB_RESHAPED,
+    translate_lookups,
+    warn,
+)
 from container_manager.states import JobStatus
 
 #: The job model; the queryset is defined before it (models/job.py uses it).
@@ -157,6 +164,16 @@ def queue_status_q(value: str, now: datetime | None = None) -> Q:
 class HostQuerySet(models.QuerySet[_Model]):
     """Host queries: ``ExecutorHost.objects.claimable()``."""
 
+    def filter(self, *args: Any, **kwargs: Any) -> HostQuerySet[_Model]:
+        """``QuerySet.filter``; a 1.0.x field (``host_type``) is refused naming its 2.x place."""
+        return super().filter(*args, **translate_lookups("ExecutorHost", kwargs, {}, HOST_RESHAPED))
+
+    def exclude(self, *args: Any, **kwargs: Any) -> HostQuerySet[_Model]:
+        """``QuerySet.exclude``, with the same check as :meth:`filter`."""
+        return super().exclude(
+            *args, **translate_lookups("ExecutorHost", kwargs, {}, HOST_RESHAPED)
+        )
+
     def claimable(self, now: datetime | None = None) -> HostQuerySet[_Model]:
         """Hosts that may be given jobs now (``now`` defaults to the present)."""
         return self.filter(claimable_host_q(now or timezone.now()))
@@ -168,6 +185,65 @@ class HostQuerySet(models.QuerySet[_Model]):
 
 class JobQuerySet(models.QuerySet[_Job]):
     """Job queries; ``update(status=...)`` only moves rows the state machine allows."""
+
+    def filter(self, *args: Any, **kwargs: Any) -> JobQuerySet[_Job]:
+        """``QuerySet.filter``; 1.0.x field names (``docker_image``) still work, deprecated."""
+        return super().filter(
+            *args, **translate_lookups("ContainerJob", kwargs, JOB_RENAMES, JOB_RESHAPED)
+        )
+
+    def exclude(self, *args: Any, **kwargs: Any) -> JobQuerySet[_Job]:
+        """``QuerySet.exclude``, with 1.0.x field names as in :meth:`filter`."""
+        return super().exclude(
+            *args, **translate_lookups("ContainerJob", kwargs, JOB_RENAMES, JOB_RESHAPED)
+        )
+
+    def create_job(
+        self,
+        image: str,
+        command: str = "",
+        name: str = "",
+        environment_template: Any = None,
+        environment_vars: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> _Job:
+        """Deprecated 1.0.x helper: ``create()`` with a template given by name.
+
+        Args:
+            image: The image.
+            command: The command.
+            name: The job's name.
+            environment_template: A template, or its name.
+            environment_vars: The job's own variables (over the template's).
+            **kwargs: Other fields, 1.0.x names included.
+
+        Returns:
+            The new job (``pending``; queue it with ``queue_manager.queue_job``).
+
+        Raises:
+            ValueError: No template has that name.
+        """
+        warn(
+            "ContainerJob.objects.create_job()",
+            "ContainerJob.objects.create(image=..., environment={...}) or "
+            "queue_manager.create_and_queue(...)",
+        )
+        template = environment_template
+        if isinstance(template, str):
+            templates = self.model._meta.get_field("environment_template").related_model
+            assert templates is not None
+            assert not isinstance(templates, str)
+            template = templates._default_manager.filter(name=template).first()
+            if template is None:
+                raise ValueError(f"Environment template {environment_template!r} not found")
+        return self.create(
+            image=image,
+            command=command,
+            name=name,
+            environment_template=template,
+            environment=dict(environment_vars or {}),
+            **kwargs,
+        )
 
     def update(self, **kwargs: Any) -> int:
         """Update the rows, guarding any status change.

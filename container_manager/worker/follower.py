@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from container_manager.containers import Containers
 from container_manager.executors.base import ContainerRef, ExitStatus, Progress
-from container_manager.models import ContainerJob, ExecutorHost, ExecutorType
+from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.models.job import has_run_past_timeout
 from container_manager.queue import JobQueueManager
 from container_manager.states import JobStatus
@@ -139,13 +139,12 @@ class Follower:
     def has_unadoptable(self) -> bool:
         """True while a followed job runs on a host whose containers no other worker can adopt.
 
-        Local processes belong to the worker that started them.
+        Local processes belong to the worker that started them
+        (``Executor.outlives_worker``).
         """
         with self._lock:
-            return any(
-                t.job.host is not None and t.job.host.executor_type == ExecutorType.PROCESS
-                for t in self._tracked.values()
-            )
+            jobs = [t.job for t in self._tracked.values() if t.job.host is not None]
+        return any(not self.containers.outlives_worker(job) for job in jobs)
 
     def _drop(self, job_id: int) -> Tracked | None:
         with self._lock:

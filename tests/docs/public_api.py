@@ -36,6 +36,8 @@ PUBLIC_MODULES = (
     "container_manager.models",
     "container_manager.queue",
     "container_manager.retry",
+    "container_manager.services",
+    "container_manager.testing",
     "container_manager.containers",
     "container_manager.states",
     "container_manager.stats",
@@ -46,6 +48,10 @@ PUBLIC_MODULES = (
 INTERNAL_MODULES = {
     "container_manager.worker.db": "connection handling inside the worker's threads",
     "container_manager.sqlite": "connection tuning, on by itself; documented as SQLITE_TUNING",
+    "container_manager.models.legacy": "1.0.x names on the models; each is listed in "
+    "docs/migration-guide.md",
+    "container_manager.upgrade": "called by migration 0003_version_2; the mapping is documented "
+    "in docs/migration-guide.md",
     "container_manager.admin.actions": "admin callbacks; documented as admin actions",
     "container_manager.admin.display": "admin callbacks",
     "container_manager.admin.filters": "admin callbacks; documented as admin filters",

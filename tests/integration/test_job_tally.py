@@ -111,11 +111,11 @@ def test_connections_ending_jobs_at_once_with_a_compaction_keep_the_tally_exact(
 
 def test_migrating_a_database_with_finished_jobs_counts_them_in_the_tally():
     executor = MigrationExecutor(connections["default"])
-    executor.migrate([("container_manager", "0003_job_status_known")])
+    executor.migrate([("container_manager", "0003_version_2")])
     try:
         old = (
             MigrationExecutor(connections["default"])
-            .loader.project_state(("container_manager", "0003_job_status_known"))
+            .loader.project_state(("container_manager", "0003_version_2"))
             .apps
         )
         Job = old.get_model("container_manager", "ContainerJob")

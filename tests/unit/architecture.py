@@ -20,11 +20,11 @@ ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 
 #: The layers, top first: a module may import its own layer and those below it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("entry points", ("management", "admin", "api", "apps")),
+    ("entry points", ("management", "admin", "api", "apps", "services")),
     ("worker", ("worker",)),
     ("queue", ("queue", "notify", "stats")),
     ("container layer", ("containers",)),
-    ("executors", ("executors",)),
+    ("executors", ("executors", "testing")),
     ("models", ("models", "migrations")),
     (
         "foundations",
@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "logcap",
             "checks",
             "sqlite",
+            "upgrade",
         ),
     ),
 )

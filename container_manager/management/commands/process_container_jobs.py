@@ -127,6 +127,66 @@ class Command(BaseCommand):
             help="Show what would be processed without actually doing it",
         )
         parser.add_argument("--verbose", action="store_true", help="Verbose output")
+        legacy = parser.add_argument_group(
+            "1.0.x options", "Still accepted, each with a warning; removed in 3.0."
+        )
+        legacy.add_argument(
+            "--legacy-mode",
+            action="store_true",
+            help="Deprecated: the default without --queue-mode",
+        )
+        legacy.add_argument("--max-jobs", type=int, help="Deprecated: use --max-concurrent")
+        legacy.add_argument(
+            "--single-run", action="store_true", help="Deprecated: use --once (with --queue-mode)"
+        )
+        legacy.add_argument(
+            "--host", default="", help="Deprecated: without --queue-mode, only this host's jobs"
+        )
+        for flag, kind in (
+            ("--shutdown-timeout", int),
+            ("--cleanup-hours", int),
+            ("--executor-type", str),
+        ):
+            legacy.add_argument(flag, type=kind, help="Deprecated: has no effect")
+        for flag in ("--graceful-shutdown", "--cleanup", "--use-factory"):
+            legacy.add_argument(flag, action="store_true", help="Deprecated: has no effect")
+
+    def apply_legacy_options(self, options: dict[str, Any]) -> None:
+        """Warn about each 1.0.x option given, and apply those that still mean something."""
+        notes = {
+            "legacy_mode": "it is the default without --queue-mode",
+            "shutdown_timeout": "a stopping worker waits --timeout for launches in flight and "
+            "leaves running containers to the next worker",
+            "graceful_shutdown": "every stop is graceful",
+            "cleanup": "the worker removes ended containers itself (CONTAINER_RETENTION)",
+            "cleanup_hours": "the worker removes ended containers itself (CONTAINER_RETENTION)",
+            "use_factory": "hosts are chosen by capacity and weight",
+            "executor_type": "hosts are chosen by capacity and weight",
+        }
+        for key, note in notes.items():
+            if options.get(key) not in (None, False, ""):
+                self._warn(f"--{key.replace('_', '-')} is deprecated and has no effect: {note}")
+        if options.get("max_jobs") is not None:
+            self._warn("--max-jobs is deprecated: use --max-concurrent")
+            options["max_concurrent"] = options["max_jobs"]
+        if options.get("single_run"):
+            if options["queue_mode"]:
+                self._warn("--single-run is deprecated: use --once")
+                options["once"] = True
+            else:
+                self._warn(
+                    "--single-run is deprecated: without --queue-mode one pass is the default"
+                )
+        if options.get("host") and options["queue_mode"]:
+            self._warn(
+                "--host is deprecated and has no effect with --queue-mode: "
+                "pause the other hosts, or pin jobs to a host"
+            )
+        elif options.get("host"):
+            self._warn("--host is deprecated: pin jobs to a host instead")
+
+    def _warn(self, message: str) -> None:
+        self.stderr.write(self.style.WARNING(f"Warning: {message}"))
 
     # Validation ------------------------------------------------------------------
 
@@ -177,6 +237,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["verbose"]:
             logging.getLogger("container_manager").setLevel(logging.DEBUG)
+        self.apply_legacy_options(options)
         queues = self.validate(options)
         try:
             if options["queue_mode"]:
@@ -259,6 +320,8 @@ class Command(BaseCommand):
             queryset = ContainerJob.objects.filter(status=options["status"])
         else:
             queryset = ContainerJob.objects.filter(status=JobStatus.RUNNING)
+        if options.get("host"):
+            queryset = queryset.filter(host__name=options["host"])
         jobs = list(queryset.select_related("host").order_by("id"))
         if not jobs and options["job_id"]:
             # What was asked for does not exist: a script must see it.
