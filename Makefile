@@ -35,4 +35,4 @@ chaos: venv
 	bash scripts/chaos.sh $(ARGS)
 
 clean:
-	rm -rf $(VENV) demo/db.sqlite3 .pytest_cache
+	rm -rf $(VENV) .venv-django6 demo/db.sqlite3 .pytest_cache

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -75,6 +76,18 @@ CONTAINER_MANAGER = {
     "DEFAULT_IMAGE": os.environ.get(
         "CONTAINER_MANAGER_IMAGE", "container-manager-test/busybox:latest"
     ),
+}
+
+# Django's tasks framework (django.tasks on Django 6.0, the django-tasks
+# package on 5.2): @task(backend="containers") functions run as container
+# jobs on the host named "tasks" (docs/api-reference.md, "Django tasks").
+_TASKS_FRAMEWORK = "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
+TASKS = {
+    "default": {"BACKEND": f"{_TASKS_FRAMEWORK}.backends.immediate.ImmediateBackend"},
+    "containers": {
+        "BACKEND": "container_manager.tasks.ContainerBackend",
+        "OPTIONS": {"host": "tasks"},
+    },
 }
 
 LOGGING = {

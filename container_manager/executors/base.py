@@ -92,7 +92,9 @@ class LaunchSpec:
     def from_job(cls, job: ContainerJob, extra_labels: dict[str, str] | None = None) -> LaunchSpec:
         """Build the spec of the job's current attempt.
 
-        The environment is the template's variables with the job's own on top.
+        The environment is the template's variables with the job's own on top,
+        then ``CM_JOB_ID`` and ``CM_ATTEMPT`` (the job's id and this attempt's
+        number), which the job's own variables cannot override.
         The command is split like a shell would split it, and run without a
         shell unless ``job.is_shell_command``.
 
@@ -107,6 +109,7 @@ class LaunchSpec:
         if job.environment_template_id is not None and job.environment_template is not None:
             env.update(job.environment_template.get_environment_variables_dict())
         env.update(job.environment or {})
+        env.update(CM_JOB_ID=str(job.pk), CM_ATTEMPT=str(job.attempt))
         if job.is_shell_command:
             command: tuple[str, ...] = ("/bin/sh", "-c", job.command)
         else:

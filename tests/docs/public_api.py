@@ -37,6 +37,7 @@ PUBLIC_MODULES = (
     "container_manager.queue",
     "container_manager.retry",
     "container_manager.services",
+    "container_manager.tasks",
     "container_manager.testing",
     "container_manager.containers",
     "container_manager.states",
@@ -50,6 +51,11 @@ INTERNAL_MODULES = {
     "container_manager.sqlite": "connection tuning, on by itself; documented as SQLITE_TUNING",
     "container_manager.models.legacy": "1.0.x names on the models; each is listed in "
     "docs/migration-guide.md",
+    "container_manager.tasks.compat": "which tasks framework is installed (django.tasks or "
+    "django_tasks); documented in the Django tasks section",
+    "container_manager.tasks.protocol": "what the backend and the runner exchange; documented "
+    "in the Django tasks section",
+    "container_manager.tasks.__main__": "the runner, `python -m container_manager.tasks`",
     "container_manager.upgrade": "called by migration 0003_version_2; the mapping is documented "
     "in docs/migration-guide.md",
     "container_manager.admin.actions": "admin callbacks; documented as admin actions",

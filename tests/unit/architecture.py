@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 
 #: The layers, top first: a module may import its own layer and those below it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("entry points", ("management", "admin", "api", "apps", "services")),
+    ("entry points", ("management", "admin", "api", "apps", "services", "tasks")),
     ("worker", ("worker",)),
     ("queue", ("queue", "notify", "stats")),
     ("container layer", ("containers",)),

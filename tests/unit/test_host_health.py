@@ -242,7 +242,7 @@ def test_hosts_never_checked_are_checked_once_at_start(dead_url):
 
 
 def test_hosts_without_an_executor_are_not_checked():
-    ExecutorHost.objects.create(name="old", executor_type="mock")
+    ExecutorHost.objects.create(name="old", executor_type="scaleway")
     assert monitor().check_due() == 0
     assert ExecutorHost.objects.get(name="old").health_status == HealthStatus.UNKNOWN
 

@@ -122,8 +122,10 @@ def test_the_capabilities_of_the_built_in_executors():
     assert not runs_images("process")
     assert can_load("docker")
     assert can_load("process")
-    assert not can_load("mock")
-    assert not runs_images("mock")
+    assert can_load("mock")
+    assert runs_images("mock")
+    assert not can_load("scaleway")
+    assert not runs_images("scaleway")
 
 
 def test_registering_process_again_keeps_it_imageless():
@@ -136,7 +138,7 @@ def test_registering_process_again_keeps_it_imageless():
 # Unknown executor types ------------------------------------------------------
 
 
-@pytest.mark.parametrize("legacy_type", ["mock", "cloudrun", "fargate"])
+@pytest.mark.parametrize("legacy_type", ["scaleway", "cloudrun", "fargate"])
 def test_jobs_without_a_host_are_never_routed_to_a_host_without_an_executor(legacy_type):
     host("old", legacy_type, weight=1000)
     host("fake", "fake", weight=1)
@@ -146,7 +148,7 @@ def test_jobs_without_a_host_are_never_routed_to_a_host_without_an_executor(lega
 
 
 def test_a_job_pinned_to_a_host_without_an_executor_fails_at_once_naming_it():
-    old = host("old", "mock")
+    old = host("old", "scaleway")
     queued(1, host=old, max_retries=5)
     [job] = queue_manager.claim_jobs("w-route", 1)
 
@@ -156,7 +158,7 @@ def test_a_job_pinned_to_a_host_without_an_executor_fails_at_once_naming_it():
     assert not outcome.retry_scheduled
     assert (job.status, job.error_code, job.attempt) == (JobStatus.FAILED, "CONFIGURATION_ERROR", 1)
     assert "'old'" in job.last_error
-    assert "'mock'" in job.last_error
+    assert "'scaleway'" in job.last_error
 
 
 def test_a_configuration_error_is_permanent():
@@ -183,7 +185,7 @@ def test_a_host_whose_executor_config_is_invalid_fails_its_job_at_once_naming_th
 
 @override_settings(CONTAINER_MANAGER={"DEFAULT_HOST": "old"})
 def test_default_host_without_an_executor_routes_nothing():
-    host("old", "mock")
+    host("old", "scaleway")
     host("fake", "fake")
     queued(2)
 
