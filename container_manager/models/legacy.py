@@ -16,6 +16,7 @@ the Python object, as setting the 2.x field would.
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -50,6 +51,43 @@ HOST_RESHAPED: Mapping[str, str] = {
 }
 
 REMOVED_IN = "3.0"
+
+#: Lookups of a job's primary key; given a UUID (1.0.x's ids), they look up ``legacy_id``.
+_PK_LOOKUPS = {
+    "id": "legacy_id",
+    "pk": "legacy_id",
+    "id__exact": "legacy_id",
+    "pk__exact": "legacy_id",
+}
+
+
+def _as_uuid(value: Any) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str) and len(value) == 36:
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            return None
+    return None
+
+
+def translate_job_ids(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Look a job up by its 1.0.x UUID when ``id`` or ``pk`` is given one (deprecated).
+
+    1.0.x jobs had UUID primary keys; the upgrade keeps them in ``legacy_id``.
+    """
+    if not any(key in _PK_LOOKUPS and _as_uuid(value) for key, value in kwargs.items()):
+        return kwargs
+    translated: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        found = _as_uuid(value) if key in _PK_LOOKUPS else None
+        if found is not None:
+            warn(f"Looking a job up by its 1.0.x UUID ({key}=...)", "legacy_id=...", stacklevel=5)
+            translated[_PK_LOOKUPS[key]] = found
+        else:
+            translated[key] = value
+    return translated
 
 
 def warn(old: str, new: str, stacklevel: int = 3) -> None:
@@ -256,5 +294,6 @@ __all__ = [
     "CallableBool",
     "LegacyHostNames",
     "LegacyJobNames",
+    "translate_job_ids",
     "translate_lookups",
 ]

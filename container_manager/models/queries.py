@@ -25,6 +25,7 @@ from container_manager.models.legacy import (
     HOST_RESHAPED,
     JOB_RENAMES,
     JOB_RESHAPED,
+    translate_job_ids,
     translate_lookups,
     warn,
 )
@@ -189,13 +190,19 @@ class JobQuerySet(models.QuerySet[_Job]):
     def filter(self, *args: Any, **kwargs: Any) -> JobQuerySet[_Job]:
         """``QuerySet.filter``; 1.0.x field names (``docker_image``) still work, deprecated."""
         return super().filter(
-            *args, **translate_lookups("ContainerJob", kwargs, JOB_RENAMES, JOB_RESHAPED)
+            *args,
+            **translate_job_ids(
+                translate_lookups("ContainerJob", kwargs, JOB_RENAMES, JOB_RESHAPED)
+            ),
         )
 
     def exclude(self, *args: Any, **kwargs: Any) -> JobQuerySet[_Job]:
         """``QuerySet.exclude``, with 1.0.x field names as in :meth:`filter`."""
         return super().exclude(
-            *args, **translate_lookups("ContainerJob", kwargs, JOB_RENAMES, JOB_RESHAPED)
+            *args,
+            **translate_job_ids(
+                translate_lookups("ContainerJob", kwargs, JOB_RENAMES, JOB_RESHAPED)
+            ),
         )
 
     def create_job(

@@ -262,3 +262,16 @@ def test_a_worker_run_once_waits_for_mock_containers_and_records_their_end():
     for job in jobs:
         job.refresh_from_db()
         assert (job.status, job.stdout, job.exit_code) == ("completed", "done\n", 0)
+
+
+def test_a_1_0_uuid_given_as_the_primary_key_finds_the_upgraded_job(old_host):
+    import uuid
+
+    old_id = uuid.uuid4()
+    job = ContainerJob.objects.create(image="busybox", host=old_host)
+    ContainerJob.objects.filter(pk=job.pk).update(legacy_id=old_id)
+    with deprecated("Looking a job up by its 1.0.x UUID (id=...)", "legacy_id=..."):
+        assert ContainerJob.objects.get(id=str(old_id)) == job
+    with deprecated("Looking a job up by its 1.0.x UUID (pk=...)", "legacy_id=..."):
+        assert ContainerJob.objects.filter(pk=old_id).count() == 1
+    assert ContainerJob.objects.get(pk=job.pk) == job  # integer ids as before, no warning
