@@ -215,6 +215,13 @@ CATALOGUE: dict[str, ErrorCode] = _codes(
         False,
     ),
     E(
+        "QUEUE_TASK_INVALID_STATE",
+        "The task's status does not allow this action",
+        "Check the task's status: pause takes queued or running tasks, resume paused ones, "
+        "retry failed or timed-out ones, cancel any that has not ended.",
+        False,
+    ),
+    E(
         "NO_HOST_AVAILABLE",
         "No active executor host can take the job",
         "Create or resume an executor host, or raise max_concurrent_jobs.",

@@ -30,7 +30,7 @@ def alive_since() -> Any:
 
 def is_alive(worker: Worker) -> bool:
     """True when the worker runs and its heartbeat is younger than ``LEASE_SECONDS``."""
-    return worker.status != WorkerStatus.STOPPED and worker.last_heartbeat_at >= alive_since()
+    return worker.is_alive()
 
 
 class AliveFilter(admin.SimpleListFilter):

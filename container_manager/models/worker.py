@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from django.db import models
+from datetime import datetime, timedelta
 
+from django.db import models
+from django.utils import timezone
+
+from container_manager.conf import settings
 from container_manager.models.validation import CheckedFieldsMixin
 
 
@@ -43,3 +47,8 @@ class Worker(CheckedFieldsMixin, models.Model):
 
     def __str__(self) -> str:
         return self.worker_id
+
+    def is_alive(self, now: datetime | None = None) -> bool:
+        """True when it runs and its heartbeat is younger than ``LEASE_SECONDS``."""
+        since = (now or timezone.now()) - timedelta(seconds=int(settings.LEASE_SECONDS))
+        return self.status != WorkerStatus.STOPPED and self.last_heartbeat_at >= since

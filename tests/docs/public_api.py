@@ -34,6 +34,7 @@ PUBLIC_MODULES = (
     "container_manager.executors.docker",
     "container_manager.executors.local",
     "container_manager.models",
+    "container_manager.operations",
     "container_manager.queue",
     "container_manager.retry",
     "container_manager.services",
@@ -56,6 +57,8 @@ INTERNAL_MODULES = {
     "container_manager.tasks.protocol": "what the backend and the runner exchange; documented "
     "in the Django tasks section",
     "container_manager.tasks.__main__": "the runner, `python -m container_manager.tasks`",
+    "container_manager.management.operations_command": "what the three operation commands "
+    "share; the commands are documented in docs/command-reference.md",
     "container_manager.upgrade": "called by migration 0003_version_2; the mapping is documented "
     "in docs/migration-guide.md",
     "container_manager.admin.actions": "admin callbacks; documented as admin actions",
@@ -81,6 +84,10 @@ INTERNAL_MODULES = {
     "container_manager.management.commands.process_container_jobs": (
         "the command; its options are documented and parsed by test_deploy_files"
     ),
+    "container_manager.management.commands.queue_status": "a command; docs/command-reference.md",
+    "container_manager.management.commands.queue_task_status": "a command; "
+    "docs/command-reference.md",
+    "container_manager.management.commands.queue_manage": "a command; docs/command-reference.md",
     "container_manager.models.host": "re-exported by container_manager.models",
     "container_manager.models.job": "re-exported by container_manager.models",
     "container_manager.models.queue": "re-exported by container_manager.models",
