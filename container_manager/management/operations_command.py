@@ -82,4 +82,3 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     text = str(value).replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
-
