@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from container_manager.exceptions import ConfigurationError, ExecutorError
+from container_manager.logcap import ERROR_CODE_PATTERN
 
 Category = Literal["transient", "permanent", "unknown"]
 TRANSIENT: Category = "transient"
@@ -313,6 +314,8 @@ CATALOGUE: dict[str, ErrorCode] = _codes(
     ),
 )
 del E
+#: The codes this package defines (register_error_code may not change them).
+_BUILT_IN = frozenset(CATALOGUE)
 
 
 @dataclass(frozen=True)
@@ -411,6 +414,51 @@ def unregister_classifier(hook: Classifier) -> None:
     """Remove a hook added by :func:`register_classifier` (absent hooks are ignored)."""
     if hook in _HOOKS:
         _HOOKS.remove(hook)
+
+
+def register_error_code(
+    code: str, description: str, suggestion: str, transient: bool | None = None
+) -> ErrorCode:
+    """Add a code of your project's own to the catalogue, for ``::error`` lines and classifiers.
+
+    A container that prints ``::error MYAPP_INPUT_MISSING no rows for 2026-12-06``
+    and fails gets that code; registered, it is shown with this description
+    and suggestion in the admin, ``queue_task_status`` and the statistics.
+
+    Args:
+        code: Upper-case letters, digits and ``_``, starting with a letter, at most 64.
+        description: What went wrong, for people.
+        suggestion: What to do about it.
+        transient: Whether trying again may succeed (None: nobody can tell).
+
+    Returns:
+        The entry.
+
+    Raises:
+        ValueError: The code is malformed, or is a built-in code with other text.
+    """
+    if not isinstance(code, str) or not ERROR_CODE_PATTERN.match(code):
+        raise ValueError(
+            f"An error code is upper-case letters, digits and _, starting with a letter "
+            f"(2-64 characters), not {code!r}"
+        )
+    entry = ErrorCode(code, description, suggestion, transient)
+    existing = CATALOGUE.get(code)
+    if existing is not None and existing != entry and code in _BUILT_IN:
+        raise ValueError(f"{code} is a built-in error code; choose a name of your own")
+    CATALOGUE[code] = entry
+    return entry
+
+
+def unregister_error_code(code: str) -> None:
+    """Remove a code added by :func:`register_error_code` (absent codes are ignored).
+
+    Raises:
+        ValueError: ``code`` is a built-in code.
+    """
+    if code in _BUILT_IN:
+        raise ValueError(f"{code} is a built-in error code and cannot be removed")
+    CATALOGUE.pop(code, None)
 
 
 def describe(code: str) -> ErrorCode:

@@ -18,12 +18,19 @@ NUL bytes (PostgreSQL's text refuses them) and lone surrogates
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 #: A line of this form on stdout or stderr reports progress (0-100) and the
 #: current step: ``::progress 42 Loading data`` (docs/api-reference.md, Progress).
 PROGRESS_PREFIX = "::progress "
+#: A line of this form reports the container's own error code and detail:
+#: ``::error OLLAMA_MODEL_NOT_FOUND model llama3 is not pulled`` (docs/api-reference.md,
+#: "Error lines"). It counts when the container then fails.
+ERROR_PREFIX = "::error "
+#: An error code: upper-case letters, digits and underscores, starting with a letter.
+ERROR_CODE_PATTERN = re.compile(r"[A-Z][A-Z0-9_]{1,63}\Z")
 
 #: Appended to a stream cut at the cap; ``{omitted}`` is a byte count.
 TRUNCATION_MARKER = "\n[... output truncated: {omitted} bytes omitted ...]\n"
@@ -190,6 +197,28 @@ def parse_progress_line(line: str) -> tuple[int, str] | None:
     if not head.isdigit() or not 0 <= int(head) <= 100:
         return None
     return int(head), step.strip()
+
+
+def parse_error_line(text: str) -> tuple[str, str] | None:
+    """The last well-formed ``::error CODE detail`` line of ``text``, as ``(code, detail)``.
+
+    Args:
+        text: A container's output (stdout or stderr).
+
+    Returns:
+        The code and the detail (possibly empty), or None when no line is
+        well formed (a code that is not upper-case letters, digits and
+        underscores of at most 64 characters is ignored, never an error).
+    """
+    if ERROR_PREFIX.strip() not in text:
+        return None
+    for line in reversed(text.splitlines()):
+        if not line.startswith(ERROR_PREFIX):
+            continue
+        code, _, detail = line[len(ERROR_PREFIX) :].strip().partition(" ")
+        if ERROR_CODE_PATTERN.match(code):
+            return code, detail.strip()[:2000]
+    return None
 
 
 class LineSplitter:

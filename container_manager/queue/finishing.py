@@ -15,13 +15,14 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from container_manager.classification import describe
 from container_manager.exceptions import (
     ContainerNotFoundError,
     ExecutorError,
     InvalidStateTransition,
 )
 from container_manager.executors.base import ContainerRef, ExitStatus, Logs
-from container_manager.logcap import storable_text
+from container_manager.logcap import parse_error_line, storable_text
 from container_manager.models import ContainerJob
 from container_manager.notify import announce_work
 from container_manager.queue.base import ManagerBase
@@ -307,6 +308,11 @@ def _store_output_once(
     ).update(stdout=fields["stdout"], stderr=fields["stderr"], exit_code=fields["exit_code"])
 
 
+def _reported_error(logs: Logs) -> tuple[str, str] | None:
+    """The ``::error`` line a failed container printed last: stderr first, then stdout."""
+    return parse_error_line(logs.stderr) or parse_error_line(logs.stdout)
+
+
 def _final_fields(job: ContainerJob, exit_status: ExitStatus, logs: Logs) -> dict[str, Any]:
     """The columns of a job's end: exit code, output, status, error."""
     now = timezone.now()
@@ -341,6 +347,11 @@ def _final_fields(job: ContainerJob, exit_status: ExitStatus, logs: Logs) -> dic
         if exit_status.is_oom_killed
         else f"Exited with code {code}"
     )
+    reported = None if exit_status.is_oom_killed else _reported_error(logs)
+    if reported is not None:
+        # The container said why it failed (an ``::error CODE detail`` line).
+        error_code = reported[0]
+        message = f"{reported[1] or describe(reported[0]).description} (exited with code {code})"
     fields.update(
         status=JobStatus.FAILED, error_code=error_code, last_error=message, last_error_at=now
     )
