@@ -78,6 +78,11 @@ def _check_containers(user: dict[str, Any]) -> list[CheckMessage]:
                 "'_', '.' or '-', starting with a letter or digit."
             )
         )
+    token = user.get("METRICS_TOKEN")
+    if token is not None and (not isinstance(token, str) or len(token) < 16):
+        errors.append(
+            _error("CONTAINER_MANAGER['METRICS_TOKEN'] must be None or a string of 16+ characters.")
+        )
     network = user.get("DOCKER_DEFAULT_NETWORK", "none")
     if not isinstance(network, str) or not network:
         errors.append(_error("CONTAINER_MANAGER['DOCKER_DEFAULT_NETWORK'] must be a network name."))

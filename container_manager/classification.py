@@ -223,6 +223,20 @@ CATALOGUE: dict[str, ErrorCode] = _codes(
         False,
     ),
     E(
+        "AUTHENTICATION_REQUIRED",
+        "The API request is not authenticated",
+        "Send a token (Authorization: Token <key>, made with manage.py drf_create_token) "
+        "or log in to the admin first.",
+        False,
+    ),
+    E(
+        "ACCESS_DENIED",
+        "The user may not do this",
+        "Give the user the permission the message names (Django's model permissions, as "
+        "in the admin), or use another account.",
+        False,
+    ),
+    E(
         "NO_HOST_AVAILABLE",
         "No active executor host can take the job",
         "Create or resume an executor host, or raise max_concurrent_jobs.",

@@ -72,6 +72,9 @@ DEFAULTS: dict[str, Any] = {
     # Network of a Docker job that names none, on a host whose executor_config
     # has no "default_network". "none" gives no network at all.
     "DOCKER_DEFAULT_NETWORK": "none",
+    # Bearer token that Prometheus sends to /metrics/ (container_manager.api.metrics);
+    # None: only staff users with the admin's view permission may scrape.
+    "METRICS_TOKEN": None,
 }
 
 

@@ -422,7 +422,7 @@ def is_kept(is_success: bool) -> bool:
 
 def _failed(job: ContainerJob, found: Classification) -> LaunchResult:
     """The result of a launch that failed and left nothing behind."""
-    logger.warning(
+    logger.debug(
         "Launch of job %s failed: %s (%s)",
         job.pk,
         found.message,

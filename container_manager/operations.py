@@ -28,6 +28,7 @@ from container_manager.exceptions import (
     JobNotQueueableError,
 )
 from container_manager.models import ContainerJob, ExecutorHost, JobQueue, Worker
+from container_manager.models.validation import json_problem, text_problem
 from container_manager.queue import queue_manager
 from container_manager.states import JobStatus
 from container_manager.stats import get_statistics
@@ -204,6 +205,8 @@ def queue_status(
     """
     jobs = ContainerJob.objects.select_related("host")
     if queue is not None:
+        if not isinstance(queue, str) or text_problem(queue):
+            raise _invalid(f"queue must be a queue name, not {queue!r}")
         jobs = jobs.filter(queue=queue)
     now = timezone.now()
     answer: dict[str, Any] = {
@@ -373,7 +376,7 @@ def _dispatch(request: Any) -> dict[str, Any]:
     if unknown:
         raise _invalid(f"Unknown request fields: {', '.join(sorted(map(str, unknown)))}")
     action = request.get("action")
-    if action not in OPERATIONS:
+    if not isinstance(action, str) or action not in OPERATIONS:
         raise OperationError(
             "VALIDATION_INVALID_PARAMS",
             f"action must be one of {', '.join(OPERATIONS)}, not {action!r}",
@@ -384,6 +387,9 @@ def _dispatch(request: Any) -> dict[str, Any]:
         params = {}
     if not isinstance(params, dict):
         raise _invalid(f"params must be an object, not {type(params).__name__}")
+    problem = json_problem(params)
+    if problem:
+        raise OperationError("VALIDATION_INVALID_FORMAT", f"params: {problem}", "invalid")
     unknown = set(params) - OPERATIONS[action]
     if unknown:
         raise _invalid(

@@ -26,6 +26,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "container_manager",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
 ]
 
 MIDDLEWARE = [
@@ -88,6 +91,14 @@ TASKS = {
         "BACKEND": "container_manager.tasks.ContainerBackend",
         "OPTIONS": {"host": "tasks"},
     },
+}
+
+# The JSON API (docs/api.md): drf-spectacular writes its OpenAPI schema.
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "django-container-manager API",
+    "DESCRIPTION": "The queue's operations and resources (docs/api.md).",
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 LOGGING = {

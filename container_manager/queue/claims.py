@@ -531,7 +531,7 @@ class ClaimMixin(ManagerBase):
         order = {job.pk: index for index, (job, _) in enumerate(assigned)}
         claimed.sort(key=lambda job: order[job.pk])
         for job in claimed:
-            logger.info(
+            logger.debug(
                 "Claimed job %s (attempt %s) on host %s",
                 job.pk,
                 job.attempt,

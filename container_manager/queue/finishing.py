@@ -191,7 +191,12 @@ class FinishMixin(ManagerBase):
                     job.pk,
                     exit_status.exit_code,
                     fields["status"],
-                    extra={"job_id": job.pk, "worker_id": worker_id},
+                    extra={
+                        "job_id": job.pk,
+                        "attempt": exit_status.ref.attempt,
+                        "worker_id": worker_id,
+                        "error_code": fields.get("error_code") or None,
+                    },
                 )
             else:
                 logger.info(

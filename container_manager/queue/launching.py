@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.utils import timezone
 
@@ -211,10 +212,11 @@ class LaunchMixin(FinishMixin, LeaseMixin, HostHealthMixin):
             self._stop_quietly(job)
             return LaunchOutcome(False, f"Job {job.pk} changed to {job.status} during launch")
         logger.info(
-            "Launched job %s on %s",
+            "Launched job %s (attempt %s) on %s",
             job.pk,
+            job.attempt,
             job.host.name if job.host else None,
-            extra={"job_id": job.pk, "worker_id": self.worker_id},
+            extra={"job_id": job.pk, "attempt": job.attempt, "worker_id": self.worker_id},
         )
         return LaunchOutcome(True)
 
@@ -379,12 +381,18 @@ class LaunchMixin(FinishMixin, LeaseMixin, HostHealthMixin):
             return LaunchOutcome(False, message, False, found.code)
         if scheduled:
             logger.warning(
-                "Launch of job %s failed (%s, attempt %s); retry at %s",
+                "Launch of job %s failed (%s, attempt %s): %s; retry in %s",
                 job.pk,
                 found.code,
                 job.retry_count,
-                job.scheduled_for,
-                extra={"job_id": job.pk, "worker_id": self.worker_id},
+                found.message,
+                _readable_wait(job.scheduled_for),
+                extra={
+                    "job_id": job.pk,
+                    "attempt": job.attempt,
+                    "worker_id": self.worker_id,
+                    "error_code": found.code,
+                },
             )
         else:
             logger.error(
@@ -392,7 +400,12 @@ class LaunchMixin(FinishMixin, LeaseMixin, HostHealthMixin):
                 job.pk,
                 found.code,
                 found.message,
-                extra={"job_id": job.pk, "worker_id": self.worker_id},
+                extra={
+                    "job_id": job.pk,
+                    "attempt": job.attempt,
+                    "worker_id": self.worker_id,
+                    "error_code": found.code,
+                },
             )
         return LaunchOutcome(False, message, scheduled, found.code)
 
@@ -405,3 +418,12 @@ class LaunchMixin(FinishMixin, LeaseMixin, HostHealthMixin):
                 job.pk,
                 extra={"job_id": job.pk, "worker_id": self.worker_id},
             )
+
+
+def _readable_wait(when: datetime | None) -> str:
+    """``2.0 s (at 23:41:22 UTC)``: how long until a retry, and when."""
+    if when is None:
+        return "a moment"
+    seconds = max((when - timezone.now()).total_seconds(), 0.0)
+    span = f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    return f"{span} (at {when.strftime('%H:%M:%S %Z').strip()})"

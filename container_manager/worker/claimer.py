@@ -167,16 +167,24 @@ class Claimer:
                 self.queue_manager.release_job(job, state.worker_id, "worker stopping")
                 return
             outcome = self.queue_manager.launch_claimed(job)
+            if state.metrics is not None:
+                if outcome.success:
+                    state.metrics.launched(job)
+                else:
+                    state.metrics.launch_failed(outcome.error_code, outcome.retry_scheduled)
             if outcome.success:
                 state.stats.count("jobs_launched")
                 # Followed first, then no longer launching: the slot is never
                 # counted free in between.
                 self._on_launched(job, job_ref(job))
                 self._done(job)
-                state.echo(f"Launched job {job.pk} (attempt {job.attempt})")
+                # The queue logged the launch; the echo is for a caller's own output.
+                state.echo(f"Launched job {job.pk} (attempt {job.attempt})", logged=True)
             else:
                 state.stats.add_error(f"Job {job.pk}: {outcome.error}")
-                state.echo(f"Launch of job {job.pk} failed: {outcome.error}")
+                if not outcome.retry_scheduled:
+                    state.stats.count("launches_failed")
+                state.echo(f"Launch of job {job.pk} failed: {outcome.error}", logged=True)
         except Exception as exc:
             logger.exception(
                 "Launching job %s failed",

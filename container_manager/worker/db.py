@@ -84,23 +84,17 @@ class DatabaseWatch:
         delay = FIRST_RETRY_SECONDS
         self.outages += 1
         detail = f" ({type(error).__name__}: {str(error).strip()})" if error else ""
-        logger.warning(
-            "Database unreachable%s; waiting for it, trying again every %.1f-%.0f s",
-            detail,
-            FIRST_RETRY_SECONDS,
-            MAX_RETRY_SECONDS,
-            extra={"worker_id": self.state.worker_id},
+        self.state.echo(
+            f"Database unreachable{detail}; waiting for it, trying again every "
+            f"{FIRST_RETRY_SECONDS:.1f}-{MAX_RETRY_SECONDS:.0f} s",
+            level=logging.WARNING,
         )
-        self.state.echo(f"Database unreachable{detail}; waiting for it")
         while not self.state.is_stopping:
             if self.is_up():
                 waited = time.monotonic() - started
-                logger.warning(
-                    "Database reachable again after %.1f s",
-                    waited,
-                    extra={"worker_id": self.state.worker_id},
+                self.state.echo(
+                    f"Database reachable again after {waited:.1f} s", level=logging.WARNING
                 )
-                self.state.echo(f"Database reachable again after {waited:.1f} s")
                 return True
             self.state.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_SECONDS)

@@ -327,8 +327,11 @@ class Follower:
         self._drop(status.ref.job_id)
         if wrote:
             self.state.stats.count("jobs_finished")
+            if self.state.metrics is not None:
+                self.state.metrics.ended(tracked.job)
             self.state.echo(
-                f"Job {tracked.job.pk} {tracked.job.status} (exit code {status.exit_code})"
+                f"Job {tracked.job.pk} {tracked.job.status} (exit code {status.exit_code})",
+                logged=True,
             )
 
     def finish(self, status: ExitStatus) -> bool:
@@ -465,7 +468,7 @@ class Follower:
             return False
         tracked.is_timed_out = True
         if wrote:
-            self.state.echo(f"Job {job.pk} timed out after {job.timeout_seconds} s")
+            self.state.echo(f"Job {job.pk} timed out after {job.timeout_seconds} s", logged=True)
         return wrote
 
     # Progress --------------------------------------------------------------------

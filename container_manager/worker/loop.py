@@ -216,6 +216,28 @@ class Worker:
         self._is_status_requested = True
         self.state.wake()
 
+    def serve_metrics(self, port: int, address: str = "127.0.0.1") -> None:
+        """Count launches, failures, durations and pickup latency, served for Prometheus.
+
+        Args:
+            port: The TCP port (each worker of a machine needs its own).
+            address: The address to listen on; 127.0.0.1 by default.
+
+        Raises:
+            ImportError: prometheus-client is not installed (with the pip command).
+            OSError: The port cannot be bound (in use, or not allowed).
+        """
+        try:
+            from container_manager.worker.metrics import WorkerMetrics
+        except ImportError as exc:
+            raise ImportError(
+                "Worker metrics need prometheus-client: "
+                "pip install 'django-container-manager[metrics]'"
+            ) from exc
+        metrics = WorkerMetrics(self.worker_id)
+        metrics.serve(port, address)
+        self.state.metrics = metrics
+
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT stop the worker gracefully; SIGUSR1 prints its status.
 
@@ -253,7 +275,15 @@ class Worker:
         """Print the status lines that SIGUSR1 asks for."""
         self._is_status_requested = False
         status = self.status()
-        self.echo(f"Queue status: {status.pop('queue')}")
+        queue = status.pop("queue")
+        paused = queue.get("paused_queues") or []
+        self.echo(
+            f"Queue status: {queue.get('ready_now', 0)} ready now, "
+            f"{queue.get('scheduled_future', 0)} scheduled, {queue.get('running', 0)} running, "
+            f"{queue.get('launch_failed', 0)} failed to launch; "
+            f"{queue.get('available_hosts', 0)} host(s) with {queue.get('free_host_slots', 0)} "
+            f"free slot(s)" + (f"; paused queues: {', '.join(paused)}" if paused else "")
+        )
         self.echo(
             f"Worker status: {status['worker_id']} holds {len(status['launching'])} launching "
             f"{status['launching']} and {len(status['running'])} running {status['running']} "
@@ -435,6 +465,8 @@ class Worker:
             mark_stopped(self.worker_id, self.stats.jobs_launched, self.stats.jobs_finished)
         except Exception:
             logger.exception("Could not mark worker %s stopped", self.worker_id)
+        if self.state.metrics is not None:
+            self.state.metrics.stopped()
         self.queue_manager.close()
         self.containers.close()
         connection.close()

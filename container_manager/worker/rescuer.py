@@ -369,7 +369,7 @@ class Rescuer:
             ref.container_id[:12],
             extra={"job_id": job.pk, "worker_id": self.state.worker_id},
         )
-        self.state.echo(f"Adopted job {job.pk} (attempt {job.attempt})")
+        self.state.echo(f"Adopted job {job.pk} (attempt {job.attempt})", logged=True)
         self._follow_job(job, ref)
 
     def _requeue(self, job: ContainerJob) -> bool:
@@ -388,7 +388,7 @@ class Rescuer:
         if not self.queue_manager.requeue_orphan(job, what_happened=happened, error_code=code):
             return False
         self.state.stats.count("jobs_requeued")
-        self.state.echo(f"Requeued job {job.pk}: attempt {job.attempt} {happened}")
+        self.state.echo(f"Requeued job {job.pk}: attempt {job.attempt} {happened}", logged=True)
         return True
 
     # Local processes ---------------------------------------------------------
@@ -463,7 +463,7 @@ class Rescuer:
         if machine == local.machine_name():
             _discard_attempt(self.containers.executor_for(job), int(job.pk), int(attempt))
         self.state.stats.count("jobs_requeued")
-        self.state.echo(f"Requeued job {job.pk}: attempt {attempt} {happened}")
+        self.state.echo(f"Requeued job {job.pk}: attempt {attempt} {happened}", logged=True)
         return True
 
     def _kill_then_requeue(self, job: ContainerJob, executor: Executor, ref: ContainerRef) -> bool:
@@ -503,5 +503,5 @@ class Rescuer:
             return False
         _discard_attempt(executor, int(job.pk), int(attempt))
         state.stats.count("jobs_requeued")
-        state.echo(f"Requeued job {job.pk}: attempt {attempt} {happened}")
+        state.echo(f"Requeued job {job.pk}: attempt {attempt} {happened}", logged=True)
         return True

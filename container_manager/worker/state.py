@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ class WorkerStats:
     jobs_finished: int = 0
     jobs_adopted: int = 0
     jobs_requeued: int = 0
+    #: Launches that failed for good (no retry left, or a permanent cause).
+    launches_failed: int = 0
     #: The clean-up of leftover containers (worker/sweeper.py): containers
     #: removed, killed, and ends of cancelled or timed-out jobs recorded.
     containers_removed: int = 0
@@ -68,6 +71,8 @@ class WorkerState:
         self.queues = list(queues) if queues else None
         self.lease_seconds = lease_seconds
         self.stats = WorkerStats()
+        #: The worker's Prometheus counters (worker.metrics.WorkerMetrics), when served.
+        self.metrics: Any = None
         self._wake = wake
         self._echo = echo
         self._stop_event = threading.Event()
@@ -95,9 +100,33 @@ class WorkerState:
         """Tell whether this worker takes jobs of the named queue."""
         return self.queues is None or queue in self.queues
 
-    def echo(self, message: str) -> None:
-        """Write one line of human output (the command's stdout, or the log)."""
+    def echo(
+        self,
+        message: str,
+        *,
+        level: int = logging.INFO,
+        job_id: int | None = None,
+        attempt: int | None = None,
+        logged: bool = False,
+    ) -> None:
+        """Report one event: to the ``echo`` callback if one was given, else to the log.
+
+        Args:
+            message: One line, for people.
+            level: Its logging level.
+            job_id: The job it is about, for the record's ``extra``.
+            attempt: The attempt it is about.
+            logged: The layer below logged this event already: only the
+                callback gets it, so that the log has one record per event.
+        """
         if self._echo is not None:
             self._echo(message)
-        else:
-            logger.info("%s", message, extra={"worker_id": self.worker_id})
+            return
+        if logged:
+            return
+        extra: dict[str, object] = {"worker_id": self.worker_id}
+        if job_id is not None:
+            extra["job_id"] = job_id
+        if attempt is not None:
+            extra["attempt"] = attempt
+        logger.log(level, "%s", message, extra=extra)

@@ -265,9 +265,9 @@ def test_sigusr1_prints_queue_and_worker_status(workers, host, cleanup, docker_e
 
     worker.signal(signal.SIGUSR1)
 
-    queue_line = worker.wait_for_line(r"^Queue status: \{", timeout=10)
-    assert "'running': 1" in queue_line
-    worker_line = worker.wait_for_line(r"^Worker status: status-worker", timeout=10)
+    queue_line = worker.wait_for_line(r"INFO Queue status: ", timeout=10)
+    assert ", 1 running," in queue_line
+    worker_line = worker.wait_for_line(r"INFO Worker status: status-worker", timeout=10)
     assert f"running [{job.pk}]" in worker_line
     assert worker.proc.poll() is None
     worker.signal(signal.SIGTERM)

@@ -35,6 +35,7 @@ PUBLIC_MODULES = (
     "container_manager.executors.local",
     "container_manager.models",
     "container_manager.operations",
+    "container_manager.metrics",
     "container_manager.queue",
     "container_manager.retry",
     "container_manager.services",
@@ -59,6 +60,16 @@ INTERNAL_MODULES = {
     "container_manager.tasks.__main__": "the runner, `python -m container_manager.tasks`",
     "container_manager.management.operations_command": "what the three operation commands "
     "share; the commands are documented in docs/command-reference.md",
+    "container_manager.api": "the JSON API's package; the API is documented in docs/api.md",
+    "container_manager.api.views": "the API's views; docs/api.md",
+    "container_manager.api.urls": "the API's URLconf; docs/api.md",
+    "container_manager.api.errors": "the API's error bodies; docs/api.md, Errors",
+    "container_manager.api.permissions": "the API's permissions; docs/api.md",
+    "container_manager.management.log_output": "the worker command's log lines; "
+    "docs/command-reference.md, Logs",
+    "container_manager.api.metrics": "the /metrics/ view; docs/deployment.md, Metrics",
+    "container_manager.worker.metrics": "a worker's Prometheus counters; docs/deployment.md, "
+    "Metrics",
     "container_manager.upgrade": "called by migration 0003_version_2; the mapping is documented "
     "in docs/migration-guide.md",
     "container_manager.admin.actions": "admin callbacks; documented as admin actions",

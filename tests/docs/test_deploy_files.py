@@ -8,6 +8,7 @@ and the ```bash blocks of the docs.
 from __future__ import annotations
 
 import configparser
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -167,10 +168,29 @@ def test_the_systemd_unit_shown_in_the_docs_is_the_file():
 def test_the_yaml_shown_in_the_docs_is_part_of_the_files():
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     worker = yaml.safe_load((DEPLOY / "kubernetes" / "worker.yaml").read_text())
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "scrape.yaml").read_text())
+    alerts = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())
     shown = [yaml.safe_load(code) for code in deployment_blocks("yaml")]
-    assert len(shown) == 2
+    assert len(shown) == 4
     assert is_subset(shown[0], compose)
     assert is_subset(shown[1], worker)
+    assert is_subset(shown[2], scrape)
+    assert is_subset(shown[3], alerts)
+
+
+def test_the_alerts_name_only_metrics_that_exist():
+    from container_manager.metrics import PREFIX
+
+    alerts = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())
+    rules = [rule for group in alerts["groups"] for rule in group["rules"]]
+    assert rules
+    docs = (DEPLOY.parent / "docs" / "deployment.md").read_text()
+    for rule in rules:
+        assert rule["alert"]
+        assert rule["expr"]
+        for name in re.findall(rf"{PREFIX}_\w+", rule["expr"]):
+            base = re.sub(r"_(bucket|count|sum|total)$", "", name)
+            assert f"`{base}" in docs or f"`{name}" in docs, name
 
 
 def test_is_subset_notices_a_changed_value():

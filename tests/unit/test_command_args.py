@@ -111,7 +111,8 @@ def test_queue_mode_dry_run_shows_the_seed_output_and_changes_nothing():
 
     out = run("--queue-mode", "--dry-run")
 
-    assert "Starting queue processor (max_concurrent=5, poll_interval=10s, once=False)" in out
+    assert "Dry run: nothing is launched (max_concurrent=5)" in out
+    assert "Starting queue processor" not in out
     assert "Queue Status (dry run):" in out
     assert "  Ready to launch now: 1" in out
     assert "  Scheduled for future: 1" in out

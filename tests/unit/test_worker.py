@@ -350,8 +350,8 @@ def test_status_lines_show_queue_metrics_and_held_jobs(fake_host, fake_executor)
 
     worker.print_status()
 
-    assert lines[-2].startswith("Queue status: {")
-    assert "'ready_now': 0" in lines[-2]
+    assert lines[-2].startswith("Queue status: 0 ready now, 0 scheduled, 1 running,")
+    assert "1 host(s) with 9 free slot(s)" in lines[-2]
     assert lines[-1].startswith("Worker status: w-status holds 0 launching")
     assert "launched 1" in lines[-1]
 

@@ -20,6 +20,8 @@ from container_manager.conf import (
     DEFAULT_MAX_CONCURRENT,
     settings,
 )
+from container_manager.management.log_output import LOG_FORMATS
+from container_manager.management.log_output import configure as configure_log_output
 from container_manager.models import ContainerJob
 from container_manager.queue import queue_manager
 from container_manager.states import JobStatus
@@ -35,9 +37,12 @@ FLAG_RANGES: dict[str, tuple[int, int]] = {
     "poll_interval": (1, 3_600),
     "timeout": (1, 86_400),
     "job_id": (1, 2**63 - 1),
+    "metrics_port": (1, 65_535),
 }
 #: The longest ``--worker-id`` (the column of ``Worker.worker_id``).
 MAX_WORKER_ID_LENGTH = 200
+#: Exit status of ``--once`` when a launch failed for good (docs/command-reference.md).
+EXIT_LAUNCH_FAILED = 3
 
 EXAMPLES = """
 Examples:
@@ -127,6 +132,25 @@ class Command(BaseCommand):
             help="Show what would be processed without actually doing it",
         )
         parser.add_argument("--verbose", action="store_true", help="Verbose output")
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            help="Serve this worker's Prometheus metrics on this port (queue mode; each "
+            "worker of a machine needs its own)",
+        )
+        parser.add_argument(
+            "--metrics-address",
+            default="127.0.0.1",
+            help="Address the metrics listen on (default 127.0.0.1)",
+        )
+        parser.add_argument(
+            "--log-format",
+            choices=LOG_FORMATS,
+            default="text",
+            help="Queue mode's log: text lines with time and level (default), one JSON "
+            "object a line, or 'project' to leave it to your LOGGING setting",
+        )
         legacy = parser.add_argument_group(
             "1.0.x options", "Still accepted, each with a warning; removed in 3.0."
         )
@@ -220,7 +244,7 @@ class Command(BaseCommand):
                 f"--worker-id must be printable text, without control characters: {worker_id!r}"
             )
         if not options["queue_mode"]:
-            for flag in ("once", "worker_id", "queues"):
+            for flag in ("once", "worker_id", "queues", "metrics_port"):
                 if options[flag]:
                     name = "--" + flag.replace("_", "-")
                     raise CommandError(f"{name} only applies to --queue-mode")
@@ -247,7 +271,7 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write(self.style.WARNING("Interrupted by user"))
         except (CommandError, WorkerIdInUseError) as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(str(exc), returncode=getattr(exc, "returncode", 1)) from exc
         except Exception as exc:
             logger.exception("Command failed: %s", exc)
             raise CommandError(f"Command failed: {exc}") from exc
@@ -259,13 +283,8 @@ class Command(BaseCommand):
     # Queue mode ------------------------------------------------------------------
 
     def _handle_queue_mode(self, options: dict[str, Any], queues: list[str] | None) -> None:
-        self._say(
-            self.style.SUCCESS(
-                f"Starting queue processor (max_concurrent={options['max_concurrent']}, "
-                f"poll_interval={options['poll_interval']}s, once={options['once']})"
-            )
-        )
         if options["dry_run"]:
+            self._say(f"Dry run: nothing is launched (max_concurrent={options['max_concurrent']})")
             self._dry_run_queue_mode(options, queues)
             return
         worker = Worker(
@@ -275,23 +294,58 @@ class Command(BaseCommand):
             poll_interval_seconds=options["poll_interval"],
             once=options["once"],
             acquire_timeout_seconds=options["timeout"],
-            echo=self._say if options["verbose"] or not options["once"] else None,
         )
+        restore = configure_log_output(
+            options["log_format"],
+            self.stdout,
+            worker.worker_id,
+            logging.DEBUG if options["verbose"] else logging.INFO,
+        )
+        try:
+            self._run_worker(worker, options)
+        finally:
+            restore()
+
+    def _run_worker(self, worker: Worker, options: dict[str, Any]) -> None:
+        say = logging.getLogger("container_manager.command").info
+        say(
+            "Starting queue processor (max_concurrent=%s, poll_interval=%ss, once=%s)",
+            options["max_concurrent"],
+            options["poll_interval"],
+            options["once"],
+        )
+        if options["metrics_port"] is not None:
+            try:
+                worker.serve_metrics(options["metrics_port"], options["metrics_address"])
+            except (ImportError, OSError) as exc:
+                raise CommandError(
+                    f"Cannot serve metrics on {options['metrics_address']}:"
+                    f"{options['metrics_port']}: {exc}"
+                ) from exc
+            say(
+                "Serving metrics on http://%s:%s/metrics",
+                options["metrics_address"],
+                options["metrics_port"],
+            )
         worker.install_signal_handlers()
         stats = worker.run()
         if options["once"]:
-            self._say(self.style.SUCCESS(f"Processed queue: launched {stats.jobs_launched} jobs"))
+            say("Processed queue: launched %s jobs", stats.jobs_launched)
         else:
-            self._say(
-                self.style.SUCCESS(
-                    f"Queue processor finished. Processed {stats.iterations} iterations, "
-                    f"launched {stats.jobs_launched} jobs"
-                )
+            say(
+                "Queue processor finished. Processed %s iterations, launched %s jobs",
+                stats.iterations,
+                stats.jobs_launched,
             )
         if stats.errors:
-            self._say(self.style.WARNING(f"Encountered {len(stats.errors)} errors:"))
-            for error in stats.errors:
-                self._say(f"  - {error}")
+            logging.getLogger("container_manager.command").warning(
+                "Encountered %s error(s); each was logged when it happened", len(stats.errors)
+            )
+        if options["once"] and stats.launches_failed:
+            # A cron job or a CI step must see it (docs/command-reference.md, "--once").
+            raise CommandError(
+                f"{stats.launches_failed} launch(es) failed for good", returncode=EXIT_LAUNCH_FAILED
+            )
 
     def _dry_run_queue_mode(self, options: dict[str, Any], queues: list[str] | None) -> None:
         metrics = queue_manager.get_worker_metrics()
