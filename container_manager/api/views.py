@@ -294,22 +294,31 @@ class QueuesView(ApiView):
         return Response({"success": True, "results": status_["queues"]})
 
 
-class QueueActionView(ApiView):
-    """``POST queues/<name>/<pause|resume>/``."""
+def _pause_resume_view(target: str, path: str) -> type[ApiView]:
+    """The view of ``POST <path>/<name>/<pause|resume>/`` for a named queue or a host."""
 
-    resource = "queue"
+    class PauseResumeView(ApiView):
+        resource = target
 
-    @extend_schema(
-        operation_id="queues_manage",
-        request=None,
-        parameters=[
-            OpenApiParameter("name", str, OpenApiParameter.PATH),
-            OpenApiParameter("action", str, OpenApiParameter.PATH, enum=["pause", "resume"]),
-        ],
-        responses={200: ANSWER, **ERRORS},
-    )
-    def post(self, request: Request, name: str, action: str) -> Response:
-        return Response(operations.queue_manage(action, queue=name))
+        @extend_schema(
+            operation_id=f"{path}_manage",
+            request=None,
+            parameters=[
+                OpenApiParameter("name", str, OpenApiParameter.PATH),
+                OpenApiParameter("action", str, OpenApiParameter.PATH, enum=["pause", "resume"]),
+            ],
+            responses={200: ANSWER, **ERRORS},
+        )
+        def post(self, request: Request, name: str, action: str) -> Response:
+            return Response(operations.queue_manage(action, **{target: name}))
+
+    PauseResumeView.__name__ = PauseResumeView.__qualname__ = f"{target.title()}ActionView"
+    PauseResumeView.__doc__ = f"``POST {path}/<name>/<pause|resume>/``."
+    return PauseResumeView
+
+
+QueueActionView = _pause_resume_view("queue", "queues")
+HostActionView = _pause_resume_view("host", "hosts")
 
 
 class HostsView(ApiView):
@@ -320,24 +329,6 @@ class HostsView(ApiView):
     @extend_schema(operation_id="hosts_list", responses={200: ANSWER, **ERRORS})
     def get(self, request: Request) -> Response:
         return Response({"success": True, "results": operations.queue_status()["hosts"]})
-
-
-class HostActionView(ApiView):
-    """``POST hosts/<name>/<pause|resume>/``."""
-
-    resource = "host"
-
-    @extend_schema(
-        operation_id="hosts_manage",
-        request=None,
-        parameters=[
-            OpenApiParameter("name", str, OpenApiParameter.PATH),
-            OpenApiParameter("action", str, OpenApiParameter.PATH, enum=["pause", "resume"]),
-        ],
-        responses={200: ANSWER, **ERRORS},
-    )
-    def post(self, request: Request, name: str, action: str) -> Response:
-        return Response(operations.queue_manage(action, host=name))
 
 
 class WorkersView(ApiView):

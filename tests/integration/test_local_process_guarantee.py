@@ -280,7 +280,7 @@ def test_an_attempt_that_ended_just_before_its_worker_died_is_recorded_not_run_a
     assert (job.attempt, job.exit_code, job.error_code) == (1, 0, "")
     assert job.stdout == "known output\ndone\n"
     assert witness.read_text() == "1\n"
-    assert f"Adopted job {job.pk} (attempt 1)" in rescuer.output
+    assert f"Adopted job {job.pk} (attempt 1, container " in rescuer.output
     assert f"Requeued job {job.pk}" not in rescuer.output
     # Retention "remove": the attempt's directory went with its recorded end.
     wait_until(lambda: not exit_file.parent.exists(), 10, 0.05, "directory removed")

@@ -367,3 +367,27 @@ def test_a_script_sees_the_exit_status_of_the_real_command():
     )
     assert done.returncode == 3
     assert "No task with id '424242' (QUEUE_TASK_NOT_FOUND)" in done.stderr
+
+
+def test_the_seeds_requests_as_commands(host):
+    """Each request of the seed, given to the command of the same name."""
+    status, task, manage = seed_requests()
+    args = ["queue_status", "--json"]
+    args += ["--detailed"] if status["params"]["detailed"] else []
+    args += ["--include-logs"] if status["params"]["include_logs"] else []
+    assert json.loads(command(*args))["success"] is True
+
+    with pytest.raises(CommandError) as caught:
+        command(
+            "queue_task_status",
+            task["params"]["task_id"],
+            *(["--include-logs"] if task["params"]["include_logs"] else []),
+            *(["--detailed"] if task["params"]["detailed"] else []),
+        )
+    assert caught.value.returncode == 3
+    assert "QUEUE_TASK_NOT_FOUND" in str(caught.value)
+
+    with pytest.raises(
+        CommandError, match=re.escape("invalid choice: 'pause|resume|retry|cancel'")
+    ):
+        command("queue_manage", manage["params"]["action"], manage["params"]["task_id"])
