@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -458,6 +459,11 @@ class Worker:
         if self._heartbeat.is_alive():
             # Its last beat must not write "stopping" over our "stopped".
             self._heartbeat.join(self.heartbeat_seconds + 5)
+        for part in (self.host_monitor, self.sweeper):
+            # Stopped with the heartbeat; a pass in progress ends before the
+            # worker's last writes and its connections close.
+            if isinstance(part, threading.Thread) and part.is_alive():
+                part.join(self.heartbeat_seconds + 5)
         handed = self._hand_over_running()
         if handed:
             self.echo(f"Left {handed} running container(s) for another worker to adopt")
