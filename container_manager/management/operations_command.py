@@ -15,6 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from container_manager.management import package_version
 from container_manager.operations import OperationError
 
 #: Exit status by kind of refusal.
@@ -24,6 +25,10 @@ EXIT_DATABASE = 4
 
 class OperationCommand(BaseCommand):
     """A command that runs one operation and prints its answer."""
+
+    def get_version(self) -> str:
+        """``--version``: this package's version."""
+        return package_version()
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(

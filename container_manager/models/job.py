@@ -17,7 +17,7 @@ from container_manager.environment import validate_env_mapping
 from container_manager.exceptions import InvalidStateTransition, StaleJobError
 from container_manager.models.legacy import LegacyJobNames
 from container_manager.models.queries import JobQuerySet
-from container_manager.models.validation import CheckedFieldsMixin
+from container_manager.models.validation import CheckedFieldsMixin, validate_image_reference
 from container_manager.retry import RETRY_STRATEGIES, get_strategy, next_retry_at
 from container_manager.states import JobStatus
 
@@ -96,7 +96,12 @@ class ContainerJob(LegacyJobNames, CheckedFieldsMixin, models.Model):
         related_name="jobs",
         help_text="Empty: the worker picks an active host with capacity.",
     )
-    image = models.CharField(max_length=500, blank=True, help_text="Empty: DEFAULT_IMAGE.")
+    image = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_image_reference],
+        help_text="Empty: DEFAULT_IMAGE. E.g. registry.example.com/team/app:1.2.",
+    )
     command = models.TextField(
         blank=True, help_text="Split like a shell would, but run without one."
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import math
+import re
 from collections.abc import Collection, Iterator
 from typing import Any
 
@@ -60,6 +61,66 @@ def text_problem(value: str) -> str:
             "not valid Unicode text."
         )
     return ""
+
+
+#: An image reference, as Docker's reference grammar has it: an optional
+#: registry (host, port), lower-case path components, then ``:tag`` and/or
+#: ``@algorithm:digest``.
+_ALNUM = r"[a-z0-9]+"
+_COMPONENT = rf"{_ALNUM}(?:(?:[._]|__|-+){_ALNUM})*"
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+IMAGE_REFERENCE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG})?(?:@{_DIGEST})?\Z"
+)
+#: The longest repository name Docker accepts.
+MAX_IMAGE_NAME = 255
+
+
+def image_reference_problem(value: str) -> str:
+    """Say why ``value`` cannot be an image reference, or "" when it can (or is empty).
+
+    Example::
+
+        image_reference_problem("Not A Valid Image!!") != ""
+        image_reference_problem("registry.example.com:5000/team/app:1.2") == ""
+    """
+    if not value:
+        return ""
+    if IMAGE_REFERENCE.match(value) is None:
+        return (
+            f"{value!r} is not an image reference: a name of lower-case letters, digits and "
+            f"'.', '_' or '-' parts separated by '/', optionally after a registry host[:port], "
+            f"then optionally :tag and @sha256:digest (e.g. registry.example.com/team/app:1.2)."
+        )
+    name = value.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    first, _, rest = name.partition("/")
+    is_registry = rest and (
+        "." in first or ":" in first or first == "localhost" or first[:1] == "["
+    )
+    if rest and not is_registry and not re.fullmatch(_COMPONENT, first):
+        return (
+            f"{value!r} is not an image reference: {first!r} is neither a registry host "
+            f"(with a '.' or a port, or localhost) nor a lower-case repository name."
+        )
+    if len(name) > MAX_IMAGE_NAME:
+        return f"The image name has {len(name)} characters; at most {MAX_IMAGE_NAME}."
+    return ""
+
+
+def validate_image_reference(value: str) -> None:
+    """The validator of ``ContainerJob.image``.
+
+    Raises:
+        ValidationError: The value cannot be an image reference.
+    """
+    problem = image_reference_problem(value)
+    if problem:
+        raise ValidationError(problem, code="invalid_image")
 
 
 def _strings_in(value: Any, depth: int = 0) -> Iterator[str]:

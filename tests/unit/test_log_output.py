@@ -82,3 +82,42 @@ def test_a_failed_launch_is_one_line_and_once_exits_3():
     assert failures[0]["error_code"] == "CONFIGURATION_ERROR"
     assert failures[0]["job_id"] == good.pk
     assert all(e["worker_id"] for e in entries)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_once_says_how_many_jobs_it_launched_in_words():
+    host = ExecutorHost.objects.create(
+        name="mock-one", executor_type="mock", executor_config={"run_seconds": 0}
+    )
+    queue_manager.create_and_queue(command="echo hi", host=host)
+    out = StringIO()
+    call_command("process_container_jobs", "--queue-mode", "--once", stdout=out)
+    assert "Processed queue: launched 1 job [" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_version_is_the_packages_and_minus_v_2_is_verbose(monkeypatch):
+    import subprocess
+    import sys
+
+    import container_manager
+    from tests.acceptance.worker_process import ROOT
+
+    for command in ("process_container_jobs", "queue_status"):
+        done = subprocess.run(
+            [sys.executable, "manage.py", command, "--version"],
+            cwd=ROOT,
+            env={**__import__("os").environ, "DATABASE_URL": "sqlite:///:memory:"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == container_manager.__version__
+    root = logging.getLogger("container_manager")
+    monkeypatch.setattr(root, "level", root.level)
+    call_command(
+        "process_container_jobs", "--queue-mode", "--dry-run", "-v", "2", stdout=StringIO()
+    )
+    assert root.level == logging.DEBUG

@@ -20,6 +20,7 @@ from container_manager.conf import (
     DEFAULT_MAX_CONCURRENT,
     settings,
 )
+from container_manager.management import package_version
 from container_manager.management.log_output import LOG_FORMATS
 from container_manager.management.log_output import configure as configure_log_output
 from container_manager.models import ContainerJob
@@ -68,6 +69,10 @@ Operational:
 
 class Command(BaseCommand):
     help = "Process container jobs - either existing jobs or queue mode"
+
+    def get_version(self) -> str:
+        """``--version``: this package's version (Django's is ``django-admin --version``)."""
+        return package_version()
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
@@ -259,6 +264,8 @@ class Command(BaseCommand):
         return names
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # --verbose is -v 2 (Django's verbosity): either one logs at DEBUG.
+        options["verbose"] = options["verbose"] or options.get("verbosity", 1) >= 2
         if options["verbose"]:
             logging.getLogger("container_manager").setLevel(logging.DEBUG)
         self.apply_legacy_options(options)
@@ -330,12 +337,12 @@ class Command(BaseCommand):
         worker.install_signal_handlers()
         stats = worker.run()
         if options["once"]:
-            say("Processed queue: launched %s jobs", stats.jobs_launched)
+            say("Processed queue: launched %s", _jobs(stats.jobs_launched))
         else:
             say(
-                "Queue processor finished. Processed %s iterations, launched %s jobs",
+                "Queue processor finished. Processed %s iterations, launched %s",
                 stats.iterations,
-                stats.jobs_launched,
+                _jobs(stats.jobs_launched),
             )
         if stats.errors:
             logging.getLogger("container_manager.command").warning(
@@ -406,3 +413,8 @@ class Command(BaseCommand):
                 errors += 1
                 self._say(self.style.ERROR(f"Failed to process job {job.id}: {result.error}"))
         self._say(self.style.SUCCESS(f"Processed: {processed} jobs, Errors: {errors}"))
+
+
+def _jobs(count: int) -> str:
+    """``1 job``, ``3 jobs``."""
+    return f"{count} job" if count == 1 else f"{count} jobs"
