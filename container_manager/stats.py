@@ -24,7 +24,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from container_manager.classification import describe
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerJob, ExecutorHost, JobQueue
 from container_manager.models.job import PRIORITY_HIGH, attempts_allowed
 from container_manager.models.queries import due_q
 from container_manager.models.tally import (
@@ -110,7 +110,8 @@ def get_statistics(queue: str | None = None) -> dict[str, Any]:
           (of completed jobs; None without any), ``completed_tasks``, ``failed_tasks``;
         - ``retries``: ``total_retries``, ``tasks_with_retries``, ``max_retries_reached``;
         - ``recent_activity``: ``last_24h``, ``last_hour`` (jobs created);
-        - ``admin``: ``queue_depth``, ``ready``, ``running``, ``scheduled``,
+        - ``admin``: ``queue_depth``, ``ready`` (due, in a queue not paused),
+          ``ready_in_paused_queues`` (due, but their queue is paused), ``running``, ``scheduled``,
           ``launching``, ``paused``, ``completed_today``, ``failed_today``,
           ``high_priority_waiting`` (priority 80 or more).
     """
@@ -138,6 +139,7 @@ def get_statistics(queue: str | None = None) -> dict[str, Any]:
             timed += group.timed
             seconds += group.seconds
     waiting, launching = set(READY_STATUSES), set(LAUNCHING_STATUSES)
+    paused_queues = set(JobQueue.objects.filter(is_paused=True).values_list("name", flat=True))
     for row in _live(jobs):
         status, n = row["status"], row["n"]
         by_status[status] += n
@@ -148,7 +150,10 @@ def get_statistics(queue: str | None = None) -> dict[str, Any]:
         counts["tasks_with_retries"] += row["with_retries"]
         if status in waiting:
             counts["queue_depth"] += n
-            counts["ready"] += row["due"]
+            # A job of a paused queue is due but not ready: its queue is the reason.
+            counts["ready_in_paused_queues" if row["queue"] in paused_queues else "ready"] += row[
+                "due"
+            ]
             counts["scheduled"] += n - row["due"]
             counts["high_priority_waiting"] += row["high"]
         elif status in launching:
@@ -198,6 +203,7 @@ def get_statistics(queue: str | None = None) -> dict[str, Any]:
             for key in (
                 "queue_depth",
                 "ready",
+                "ready_in_paused_queues",
                 "running",
                 "scheduled",
                 "launching",

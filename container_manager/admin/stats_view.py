@@ -28,6 +28,7 @@ QUEUE_CONTROL_PERMISSION = "container_manager.change_jobqueue"
 ADMIN_FIGURES: tuple[tuple[str, str], ...] = (
     ("queue_depth", "Queue depth"),
     ("ready", "Ready to launch"),
+    ("ready_in_paused_queues", "Ready, but their queue is paused"),
     ("running", "Running"),
     ("scheduled", "Scheduled"),
     ("completed_today", "Completed today"),

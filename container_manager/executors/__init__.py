@@ -157,10 +157,15 @@ def runs_images(executor_type: str) -> bool:
 
 
 def _cache_key(host: ExecutorHost) -> tuple[object, str]:
-    """The identity of a host (its id, or the object when unsaved) and its configuration."""
+    """The identity of a host (its id, or the object when unsaved) and its configuration.
+
+    The creation time is part of it: a host deleted and made again under the
+    same id (tests, a restored database) gets an executor of its own.
+    """
     identity: object = ("pk", host.pk) if host.pk is not None else ("obj", id(host))
     fingerprint = json.dumps(
         [
+            getattr(host, "created_at", None),
             host.executor_type,
             host.connection_string,
             host.executor_config,

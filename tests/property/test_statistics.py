@@ -150,8 +150,13 @@ def apply(operation: tuple[Any, ...], now: Any) -> None:
         compact_tallies()
 
 
-def counted(jobs: list[ContainerJob], now: Any) -> dict[str, Any]:
-    """The figures of ``get_statistics`` counted in Python, one job at a time."""
+def counted(
+    jobs: list[ContainerJob], now: Any, paused: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The figures of ``get_statistics`` counted in Python, one job at a time.
+
+    ``paused``: the named queues that are paused (their due jobs are not ready).
+    """
     today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     c: Counter[str] = Counter()
     status: Counter[str] = Counter()
@@ -176,7 +181,10 @@ def counted(jobs: list[ContainerJob], now: Any) -> dict[str, Any]:
         if job.status in READY_STATUSES:
             c["queue_depth"] += 1
             due = job.scheduled_for is None or job.scheduled_for <= now
-            c["ready" if due else "scheduled"] += 1
+            if not due:
+                c["scheduled"] += 1
+            else:
+                c["ready_in_paused_queues" if job.queue in paused else "ready"] += 1
             c["high_priority_waiting"] += job.priority >= 80
         c["launching"] += job.status in LAUNCHING_STATUSES
         if job.completed_at and job.completed_at >= today:
@@ -224,7 +232,14 @@ def check(stats: dict[str, Any], want: dict[str, Any]) -> None:
         assert stats["retries"][key] == c[key], key
     assert stats["recent_activity"] == {"last_24h": c["last_24h"], "last_hour": c["last_hour"]}
     admin = stats["admin"]
-    for key in ("queue_depth", "ready", "scheduled", "launching", "high_priority_waiting"):
+    for key in (
+        "queue_depth",
+        "ready",
+        "ready_in_paused_queues",
+        "scheduled",
+        "launching",
+        "high_priority_waiting",
+    ):
         assert admin[key] == c[key], key
     for key in ("completed_today", "failed_today"):
         assert admin[key] == c[key], key
@@ -233,8 +248,8 @@ def check(stats: dict[str, Any], want: dict[str, Any]) -> None:
 
 
 @PROPERTY
-@given(operations=operations)
-def test_statistics_count_every_job_whatever_wrote_it(operations):
+@given(operations=operations, paused=st.frozensets(st.sampled_from(QUEUES), max_size=2))
+def test_statistics_count_every_job_whatever_wrote_it(operations, paused):
     record("statistics after generated writes", 200)
     ExecutorHost.objects.get_or_create(name="stats-host", defaults={"executor_type": "process"})
     with rolled_back():
@@ -242,12 +257,13 @@ def test_statistics_count_every_job_whatever_wrote_it(operations):
         now = timezone.now()
         for operation in operations:
             apply(operation, now)
+        for name in paused:
+            queue_manager.pause_queue(name)
         jobs = list(ContainerJob.objects.all())
         now = timezone.now()
-        check(get_statistics(), counted(jobs, now))
-        check(
-            get_statistics(queue="reports"), counted([j for j in jobs if j.queue == "reports"], now)
-        )
+        check(get_statistics(), counted(jobs, now, paused))
+        reports = [j for j in jobs if j.queue == "reports"]
+        check(get_statistics(queue="reports"), counted(reports, now, paused))
         stats = queue_manager.get_queue_stats()
         assert stats["launch_failed"] == counted(jobs, now)["counts"]["launch_failed"]
         assert stats["running"] == sum(j.status == JobStatus.RUNNING for j in jobs)

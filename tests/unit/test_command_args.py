@@ -162,3 +162,18 @@ def test_legacy_job_id_launches_a_pending_job_on_a_local_host(tmp_path):
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
     assert job.container_id
+
+
+def test_dry_run_says_when_a_paused_queue_is_why_nothing_is_ready():
+    host = ExecutorHost.objects.create(name="local-paused", executor_type="process")
+    for n in range(3):
+        queue_manager.queue_job(
+            ContainerJob.objects.create(name=f"r{n}", command="echo", host=host, queue="reports")
+        )
+    queue_manager.pause_queue("reports")
+
+    out = run("--queue-mode", "--dry-run")
+
+    assert "  Ready to launch now: 0 (3 more in paused queues)" in out
+    assert "  Paused queues: reports (3 due job(s) wait for it)" in out
+    assert "No jobs ready for launch: 3 due job(s) wait in the paused queue(s) reports" in out

@@ -275,3 +275,12 @@ def test_a_1_0_uuid_given_as_the_primary_key_finds_the_upgraded_job(old_host):
     with deprecated("Looking a job up by its 1.0.x UUID (pk=...)", "legacy_id=..."):
         assert ContainerJob.objects.filter(pk=old_id).count() == 1
     assert ContainerJob.objects.get(pk=job.pk) == job  # integer ids as before, no warning
+
+
+def test_a_host_made_again_under_the_same_id_gets_a_fresh_mock_executor():
+    first = ExecutorHost.objects.create(name="again", executor_type="mock")
+    executor = mock_executor(first)
+    pk = first.pk
+    first.delete()
+    second = ExecutorHost.objects.create(pk=pk, name="again", executor_type="mock")
+    assert mock_executor(second) is not executor

@@ -25,6 +25,7 @@ from container_manager.management.log_output import LOG_FORMATS
 from container_manager.management.log_output import configure as configure_log_output
 from container_manager.models import ContainerJob
 from container_manager.queue import queue_manager
+from container_manager.queue.reporting import queue_counts
 from container_manager.states import JobStatus
 from container_manager.worker import Worker, WorkerIdInUseError
 
@@ -356,8 +357,22 @@ class Command(BaseCommand):
 
     def _dry_run_queue_mode(self, options: dict[str, Any], queues: list[str] | None) -> None:
         metrics = queue_manager.get_worker_metrics()
+        # Jobs of a paused queue are due but wait for it: say so, not "ready".
+        held = {name: queue_counts(queue=name)["ready_now"] for name in metrics["paused_queues"]}
+        held = {name: count for name, count in sorted(held.items()) if count}
+        waiting_paused = sum(held.values())
         self._say("Queue Status (dry run):")
-        self._say(f"  Ready to launch now: {metrics['ready_now']}")
+        self._say(
+            f"  Ready to launch now: {metrics['ready_now'] - waiting_paused}"
+            + (f" ({waiting_paused} more in paused queues)" if waiting_paused else "")
+        )
+        if held:
+            self._say(
+                "  Paused queues: "
+                + ", ".join(
+                    f"{name} ({count} due job(s) wait for it)" for name, count in held.items()
+                )
+            )
         self._say(f"  Scheduled for future: {metrics['scheduled_future']}")
         self._say(f"  Currently running: {metrics['running']}")
         self._say(f"  Launch failed: {metrics['launch_failed']}")
@@ -365,7 +380,15 @@ class Command(BaseCommand):
         if queues is not None:
             ready = [job for job in ready if job.queue in queues]
         if not ready:
-            self._say("\nNo jobs ready for launch")
+            if held:
+                self._say(
+                    f"\nNo jobs ready for launch: {waiting_paused} due job(s) wait in the paused "
+                    f"queue(s) {', '.join(held)} (to resume one: queue_manage resume --queue NAME)"
+                )
+            elif metrics["ready_now"] and not metrics["available_hosts"]:
+                self._say("\nNo jobs ready for launch: no host is active and not paused")
+            else:
+                self._say("\nNo jobs ready for launch")
             return
         self._say(f"\nNext {len(ready)} job(s) that would be launched:")
         for job in ready:
