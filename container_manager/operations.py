@@ -153,7 +153,7 @@ def task_info(
         "status": job.status,
         "status_description": str(JobStatus(job.status).label),
         "progress": job.progress,
-        "current_step": job.current_step,
+        "current_step": job.live_step,
         "created_at": _time(job.created_at),
         "started_at": _time(job.started_at),
         "completed_at": _time(job.completed_at),

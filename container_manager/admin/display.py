@@ -125,7 +125,7 @@ def pre(text: str, empty: str = "(no output)") -> SafeString:
 
 
 def short_time(value: datetime | None) -> SafeString | str:
-    """A compact time for list columns: ``14:05:09`` today, ``Nov 21 14:05`` before.
+    """A compact time for list columns: ``14:05:09`` today, ``2026-11-21 14:05:09`` before.
 
     The full date and time are in the tooltip and the ``datetime`` attribute.
     """
@@ -135,7 +135,7 @@ def short_time(value: datetime | None) -> SafeString | str:
     if local.date() == timezone.localdate():
         text = local.strftime("%H:%M:%S")
     else:
-        text = local.strftime("%b %d %H:%M").replace(" 0", " ")
+        text = local.strftime("%Y-%m-%d %H:%M:%S")
     return format_html(
         '<time datetime="{}" title="{}">{}</time>',
         value.isoformat(),

@@ -293,7 +293,7 @@ class ContainerJobAdmin(SafeInputAdminMixin, JobViewsMixin, JobActionsMixin, adm
 
     @admin.display(description="progress", ordering="progress")
     def progress_bar(self, job: ContainerJob) -> SafeString:
-        return display.progress_bar(job.progress, job.current_step)
+        return display.progress_bar(job.progress, job.live_step)
 
     # Detail fields -------------------------------------------------------------
 
@@ -320,11 +320,18 @@ class ContainerJobAdmin(SafeInputAdminMixin, JobViewsMixin, JobActionsMixin, adm
 
     @admin.display(description="stdout")
     def stdout_display(self, job: ContainerJob) -> SafeString:
-        return display.pre(job.stdout)
+        return display.pre(job.stdout, empty=_no_output(job))
 
     @admin.display(description="stderr")
     def stderr_display(self, job: ContainerJob) -> SafeString:
-        return display.pre(job.stderr)
+        return display.pre(job.stderr, empty=_no_output(job))
+
+
+def _no_output(job: ContainerJob) -> str:
+    """What an empty stream says: stored output comes at the end; meanwhile the live log has it."""
+    if job.status in states.ACTIVE_STATUSES | {JobStatus.PAUSED}:
+        return "(stored when the job ends; the live log shows it now)"
+    return "(no output)"
 
 
 __all__ = ["ContainerJobAdmin"]

@@ -75,7 +75,7 @@ def read_output(job: ContainerJob) -> dict[str, Any]:
         "status": job.status,
         "status_label": status_label(job.status),
         "progress": job.progress,
-        "current_step": job.current_step,
+        "current_step": job.live_step,
         # A status outside the state machine never moves on by itself.
         "is_active": job.status in JobStatus.values and job.status not in states.TERMINAL_STATUSES,
         "is_live": False,

@@ -111,6 +111,9 @@ class WorkerAdmin(SafeInputAdminMixin, admin.ModelAdmin):
     def alive_badge(self, worker: Worker) -> SafeString:
         if is_alive(worker):
             return display.badge("alive", "yes", "Alive")
+        if worker.status == WorkerStatus.STOPPED:
+            # A clean stop is not a failure: no red badge.
+            return display.badge("alive", "stopped", "Stopped")
         return display.badge("alive", "no", "Not alive")
 
     @admin.display(description="last heartbeat", ordering="last_heartbeat_at")

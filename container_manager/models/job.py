@@ -30,6 +30,10 @@ PRIORITY_LOW = 20
 _SAVE_EXCLUDE = ("host", "environment_template")
 
 
+#: The steps a launch records in ``current_step`` (the labels of the launch statuses).
+_LAUNCH_STEPS = frozenset(str(JobStatus(status).label) for status in states.LAUNCHING_STATUSES)
+
+
 def _default_priority() -> int:
     return int(settings.DEFAULT_PRIORITY)
 
@@ -545,6 +549,20 @@ class ContainerJob(LegacyJobNames, CheckedFieldsMixin, models.Model):
     def is_past_timeout(self, now: datetime) -> bool:
         """Tell whether the job's container has run longer than ``timeout_seconds``."""
         return has_run_past_timeout(self.started_at or self.launched_at, self.timeout_seconds, now)
+
+    @property
+    def live_step(self) -> str:
+        """The step to show beside the progress.
+
+        The launch step while the job is launching; after that only a step the
+        container reported itself (where a failed job got to), never a launch
+        step left over; none for a completed job.
+        """
+        if self.status in states.LAUNCHING_STATUSES:
+            return self.current_step
+        if self.status == JobStatus.COMPLETED or self.current_step in _LAUNCH_STEPS:
+            return ""
+        return self.current_step
 
     @property
     def duration(self) -> timedelta | None:

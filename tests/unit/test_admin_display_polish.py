@@ -1,0 +1,98 @@
+"""What the admin shows of ended jobs, times and stopped workers (the first hour of a new user)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from container_manager.admin.display import short_time
+from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import Worker as WorkerRow
+from container_manager.operations import task_info
+from container_manager.queue import queue_manager
+from container_manager.testing import end_job
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client():
+    client = Client()
+    client.force_login(User.objects.create_superuser("polish", password="x"))
+    return client
+
+
+def test_an_ended_job_shows_no_stale_launch_step(admin_client):
+    host = ExecutorHost.objects.create(
+        name="m", executor_type="mock", executor_config={"run_seconds": None}
+    )
+    job = ContainerJob.objects.create(command="echo", host=host)
+    queue_manager.process_job(job)
+    job.refresh_from_db()
+    assert job.current_step == "Validating"  # what the launch left
+    assert job.live_step == ""  # running: the container reported no step of its own
+    assert task_info(job)["current_step"] == ""
+    end_job(job, exit_code=0)
+    queue_manager.process_job(job)
+    job.refresh_from_db()
+    assert job.live_step == ""
+    page = admin_client.get("/admin/container_manager/containerjob/").content.decode()
+    assert "100% Validating" not in page
+    assert "100%</span>" in page
+    ContainerJob.objects.filter(pk=job.pk).update(current_step="Loading rows")
+    job.refresh_from_db()
+    assert job.live_step == ""  # completed: nothing left to say
+    assert ContainerJob(status="failed", current_step="Loading rows").live_step == "Loading rows"
+    assert ContainerJob(status="failed", current_step="Pulling image").live_step == ""
+
+
+def test_a_running_job_shows_the_step_its_container_reported():
+    job = ContainerJob(status="running", current_step="Loading rows")
+    assert job.live_step == "Loading rows"
+    assert ContainerJob(status="preparing", current_step="Preparing").live_step == "Preparing"
+
+
+def test_times_show_seconds_and_the_full_date_when_not_today():
+    now = timezone.localtime()
+    assert short_time(now).endswith(f">{now.strftime('%H:%M:%S')}</time>")
+    earlier = now - timedelta(days=3)
+    assert short_time(earlier).endswith(f">{earlier.strftime('%Y-%m-%d %H:%M:%S')}</time>")
+
+
+def test_a_cleanly_stopped_worker_is_not_shown_as_failed(admin_client):
+    now = timezone.now()
+    WorkerRow.objects.create(
+        worker_id="clean",
+        hostname="h",
+        pid=1,
+        status="stopped",
+        last_heartbeat_at=now,
+        stopped_at=now,
+    )
+    WorkerRow.objects.create(
+        worker_id="lost",
+        hostname="h",
+        pid=2,
+        status="running",
+        last_heartbeat_at=now - timedelta(hours=1),
+    )
+    page = admin_client.get("/admin/container_manager/worker/").content.decode()
+    assert 'cm-alive-stopped">Stopped' in page
+    assert 'cm-alive-no">Not alive' in page
+
+
+def test_a_running_jobs_page_points_to_the_live_log_not_to_no_output(admin_client):
+    host = ExecutorHost.objects.create(
+        name="m2", executor_type="mock", executor_config={"run_seconds": None}
+    )
+    job = ContainerJob.objects.create(command="echo", host=host)
+    queue_manager.process_job(job)
+    page = admin_client.get(
+        f"/admin/container_manager/containerjob/{job.pk}/change/"
+    ).content.decode()
+    assert "(stored when the job ends; the live log shows it now)" in page
+    assert "(no output)" not in page
