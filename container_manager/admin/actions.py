@@ -8,6 +8,7 @@ and named, with the reason, in the message shown to the person.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from container_manager import states
 from container_manager.exceptions import ContainerStopDeferredError
@@ -117,8 +120,27 @@ def _names(jobs: list[ContainerJob]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
+#: Up to this many jobs a message names each one; above it, one line with a
+#: count, and the jobs in a list that opens on demand.
+INLINE_JOBS = 3
+#: The most jobs that list names.
+MAX_LISTED_JOBS = 500
+
+
+def _listed(summary: str, lines: Iterable[str]) -> SafeString:
+    """``summary`` on one line, then ``lines`` in a list that opens on demand."""
+    return format_html(
+        '{} <details class="cm-details"><summary>Which jobs</summary><ul>{}</ul></details>',
+        summary,
+        format_html_join("", "<li>{}</li>", ((line,) for line in lines)),
+    )
+
+
 def report(model_admin: ModelAdmin, request: HttpRequest, outcome: Outcome, past: str) -> None:
     """Tell the person what was done and what was skipped, and why.
+
+    A few jobs are named in the line itself; more are counted in one line
+    (the skipped ones by status) and listed on demand.
 
     Args:
         model_admin: The admin that shows the messages.
@@ -129,21 +151,32 @@ def report(model_admin: ModelAdmin, request: HttpRequest, outcome: Outcome, past
     if outcome.done:
         count = len(outcome.done)
         noun = "job" if count == 1 else "jobs"
-        model_admin.message_user(
-            request, f"{past} {count} {noun}: {_names(outcome.done)}.", messages.SUCCESS
-        )
+        if count <= INLINE_JOBS:
+            done: str | SafeString = f"{past} {count} {noun}: {_names(outcome.done)}."
+        else:
+            done = _listed(
+                f"{past} {count} {noun}.", (str(job) for job in outcome.done[:MAX_LISTED_JOBS])
+            )
+        model_admin.message_user(request, done, messages.SUCCESS)
     for _job, note in outcome.notes[:MAX_NAMED_JOBS]:
         model_admin.message_user(request, f"{note}.", messages.WARNING)
     refused = outcome.refused
-    if refused:
-        shown = "; ".join(f"{job}: {reason}" for job, reason in refused[:MAX_NAMED_JOBS])
-        more = len(refused) - MAX_NAMED_JOBS
-        noun = "job" if len(refused) == 1 else "jobs"
+    if len(refused) > INLINE_JOBS:
+        by_status = Counter(job.status for job, _ in refused)
+        statuses = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
         model_admin.message_user(
             request,
-            f"Skipped {len(refused)} {noun}: {shown}"
-            + (f"; and {more} more." if more > 0 else "."),
+            _listed(
+                f"Skipped {len(refused)} jobs ({statuses}): their status does not allow it.",
+                (f"{job}: {reason}" for job, reason in refused[:MAX_LISTED_JOBS]),
+            ),
             messages.WARNING,
+        )
+    elif refused:
+        shown = "; ".join(f"{job}: {reason}" for job, reason in refused)
+        noun = "job" if len(refused) == 1 else "jobs"
+        model_admin.message_user(
+            request, f"Skipped {len(refused)} {noun}: {shown}.", messages.WARNING
         )
     if not outcome.done and not outcome.refused:
         model_admin.message_user(request, "No jobs were selected.", messages.WARNING)

@@ -143,11 +143,22 @@ def test_set_priority_changes_waiting_jobs_and_skips_launched_ones(
     assert "is running; priority only orders jobs that have yet to launch" in text
 
 
-def test_bulk_action_lists_at_most_twenty_jobs_by_name(admin_client_cm):
-    jobs = [make_job(JobStatus.COMPLETED) for _ in range(23)]
-    text = " ".join(messages_of(run_action(admin_client_cm, "queue_selected_jobs", *jobs)))
-    assert "Skipped 23 jobs" in text
-    assert "and 3 more." in text
+def test_a_bulk_action_on_many_jobs_says_it_in_one_line_and_lists_them_on_demand(admin_client_cm):
+    done = [make_job(JobStatus.COMPLETED) for _ in range(23)] + [make_job(JobStatus.CANCELLED)]
+    response = run_action(admin_client_cm, "cancel_selected_jobs", *done)
+    assert '<details class="cm-details"><summary>Which jobs</summary>' in response.content.decode()
+    [text] = messages_of(response)
+    summary, _, listed = text.partition("<details")
+    assert (
+        summary.strip()
+        == "Skipped 24 jobs (1 cancelled, 23 completed): their status does not allow it."
+    )
+    assert listed.count("<li>") == 24
+    assert f"<li>Job {done[0].pk}" in listed
+    waiting = [make_job(JobStatus.QUEUED) for _ in range(5)]
+    [text] = messages_of(run_action(admin_client_cm, "cancel_selected_jobs", *waiting))
+    assert text.startswith("Cancelled 5 jobs. <details")
+    assert text.count("<li>") == 5
 
 
 # Per-job buttons -----------------------------------------------------------
