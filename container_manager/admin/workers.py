@@ -91,6 +91,19 @@ class WorkerAdmin(SafeInputAdminMixin, admin.ModelAdmin):
         """Workers register themselves; nobody adds one by hand."""
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """A worker's row is its own account of itself: the page only shows it (no Save)."""
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Only the row of a worker that is not alive may go (a live one would run unregistered).
+
+        A bulk delete that includes a live worker is refused as a whole.
+        """
+        if obj is not None and obj.is_alive():
+            return False
+        return super().has_delete_permission(request, obj)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
         """Workers with the number of jobs each holds, counted by the database."""
         held = (

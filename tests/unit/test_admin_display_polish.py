@@ -96,3 +96,37 @@ def test_a_running_jobs_page_points_to_the_live_log_not_to_no_output(admin_clien
     ).content.decode()
     assert "(stored when the job ends; the live log shows it now)" in page
     assert "(no output)" not in page
+
+
+def test_the_worker_page_is_read_only_and_a_live_worker_cannot_be_deleted(admin_client):
+    now = timezone.now()
+    live = WorkerRow.objects.create(
+        worker_id="live", hostname="h", pid=1, status="running", last_heartbeat_at=now
+    )
+    gone = WorkerRow.objects.create(
+        worker_id="gone",
+        hostname="h",
+        pid=2,
+        status="stopped",
+        last_heartbeat_at=now,
+        stopped_at=now,
+    )
+    page = admin_client.get(f"/admin/container_manager/worker/{live.pk}/change/").content.decode()
+    assert 'name="_save"' not in page
+    assert "deletelink" not in page
+    assert (
+        admin_client.post(
+            f"/admin/container_manager/worker/{live.pk}/delete/", {"post": "yes"}
+        ).status_code
+        == 403
+    )
+    assert (
+        "deletelink"
+        in admin_client.get(f"/admin/container_manager/worker/{gone.pk}/change/").content.decode()
+    )
+    both = {"action": "delete_selected", "_selected_action": [live.pk, gone.pk], "post": "yes"}
+    assert admin_client.post("/admin/container_manager/worker/", both).status_code == 403
+    assert WorkerRow.objects.count() == 2
+    only_gone = {"action": "delete_selected", "_selected_action": [gone.pk], "post": "yes"}
+    admin_client.post("/admin/container_manager/worker/", only_gone)
+    assert list(WorkerRow.objects.values_list("worker_id", flat=True)) == ["live"]
