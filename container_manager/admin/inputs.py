@@ -35,6 +35,7 @@ from django.db.models.constants import LOOKUP_SEP
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 
+from container_manager.environment import parse_env_text
 from container_manager.models.validation import text_problem
 
 if TYPE_CHECKING:
@@ -174,6 +175,27 @@ class SafeJSONField(forms.JSONField):
             return InvalidJSONInput(data)
         # Shown again as typed, not as parsed: a lone surrogate cannot be encoded.
         return InvalidJSONInput(data) if json_value_problem(value) else value
+
+
+class EnvironmentField(SafeJSONField):
+    """A job's environment: a JSON object, or ``KEY=value`` lines as templates take them.
+
+    A line that is not ``KEY=value`` is refused naming its number and text
+    (``container_manager.environment.parse_env_text``).
+    """
+
+    def _parse(self, text: str) -> Any:
+        if text.lstrip().startswith(("{", "[", '"')) or not text.strip():
+            return super()._parse(text)
+        return parse_env_text(text)
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        if self.disabled:
+            return initial
+        if data is None:
+            return None
+        # Shown again as typed: KEY=value lines stay lines.
+        return InvalidJSONInput(data)
 
 
 class SafeModelForm(forms.ModelForm):

@@ -22,7 +22,7 @@ from container_manager.admin.filters import (
     QueueNameFilter,
     QueueStatusFilter,
 )
-from container_manager.admin.inputs import SafeInputAdminMixin, parse_id
+from container_manager.admin.inputs import EnvironmentField, SafeInputAdminMixin, parse_id
 from container_manager.admin.pagination import EstimatedCountPaginator
 from container_manager.admin.views import JobViewsMixin
 from container_manager.classification import describe
@@ -168,6 +168,17 @@ class ContainerJobAdmin(SafeInputAdminMixin, JobViewsMixin, JobActionsMixin, adm
         else:
             return queryset.filter(legacy_id=legacy_id), False
         return super().get_search_results(request, queryset, search_term)
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        """The environment takes ``KEY=value`` lines as well as a JSON object."""
+        if db_field.name == "environment":
+            kwargs["form_class"] = EnvironmentField
+            kwargs.setdefault(
+                "help_text",
+                'KEY=value lines (e.g. DEBUG=true), or a JSON object ({"DEBUG": "true"}); '
+                "over the template's variables.",
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         """A new job shows only what to run and how to queue it; a stored one its state first."""

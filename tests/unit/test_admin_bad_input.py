@@ -387,3 +387,19 @@ def test_valid_json_is_still_accepted(admin_client_cm):
 def test_json_nesting_skips_brackets_inside_strings():
     assert inputs.json_nesting('{"a": "[[[[\\"{{"}') == 1
     assert inputs.json_nesting("[[[]]]") == 3
+
+
+def test_the_environment_takes_key_value_lines_too(admin_client_cm):
+    response = admin_client_cm.post(reverse(ADD), job_form(environment="DEBUG=true\nWORKERS=4\n"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert ContainerJob.objects.get().environment == {"DEBUG": "true", "WORKERS": "4"}
+
+
+def test_a_wrong_environment_line_is_named_and_kept_as_typed(admin_client_cm):
+    typed = "DEBUG=true\nnot a variable\n"
+    response = admin_client_cm.post(reverse(ADD), job_form(environment=typed))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["environment"]
+    assert errors == ["Line 2 ('not a variable') is not KEY=VALUE."]
+    assert "DEBUG=true\nnot a variable" in response.content.decode()
+    assert not ContainerJob.objects.exists()
