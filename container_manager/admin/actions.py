@@ -60,6 +60,7 @@ JOB_ACTIONS = (
     "dequeue_selected_jobs",
     "cancel_selected_jobs",
     "retry_failed_jobs",
+    "run_jobs_again",
     "set_priority_high",
     "set_priority_normal",
     "set_priority_low",
@@ -261,6 +262,24 @@ class JobActionsMixin:
     def retry_failed_jobs(self, request: HttpRequest, queryset: QuerySet[ContainerJob]) -> None:
         """Queue the selected failed or timed-out jobs again with a fresh retry count."""
         self._run(request, queryset, _retry, "Requeued")
+
+    @admin.action(permissions=["queue"], description="Run again with the same settings (new jobs)")
+    def run_jobs_again(self, request: HttpRequest, queryset: QuerySet[ContainerJob]) -> None:
+        """Queue a new job for each selected one, with its settings; the selected ones stay."""
+        made: list[ContainerJob] = []
+
+        def again(job: ContainerJob) -> None:
+            made.append(queue_manager.run_again(job))
+
+        self._run(request, queryset, again, "Ran again")
+        if made:
+            self.message_user(  # type: ignore[attr-defined]
+                request,
+                "New jobs: "
+                + ", ".join(f"#{job.pk}" for job in made[:MAX_NAMED_JOBS])
+                + (f" and {len(made) - MAX_NAMED_JOBS} more" if len(made) > MAX_NAMED_JOBS else ""),
+                messages.INFO,
+            )
 
     @admin.action(permissions=["queue"], description=f"Set priority: high ({PRIORITY_HIGH})")
     def set_priority_high(self, request: HttpRequest, queryset: QuerySet[ContainerJob]) -> None:

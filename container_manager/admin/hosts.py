@@ -40,6 +40,10 @@ def _active_jobs_of_host() -> Any:
     return Coalesce(Subquery(held, output_field=IntegerField()), Value(0))
 
 
+#: The most hosts one "check now" asks (each may take its engine's timeout).
+MAX_CHECKED_HOSTS = 20
+
+
 class ExecutorHostAdmin(SafeInputAdminMixin, admin.ModelAdmin):
     """Hosts: capacity in use, health, and pause/resume."""
 
@@ -61,7 +65,7 @@ class ExecutorHostAdmin(SafeInputAdminMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
-    actions = ["pause_hosts", "resume_hosts"]
+    actions = ["pause_hosts", "resume_hosts", "check_hosts_now"]
 
     class Media:
         css = {"all": ("container_manager/admin.css",)}
@@ -112,6 +116,20 @@ class ExecutorHostAdmin(SafeInputAdminMixin, admin.ModelAdmin):
     def resume_hosts(self, request: HttpRequest, queryset: QuerySet[ExecutorHost]) -> None:
         """Resume the hosts and wake idle workers."""
         self._apply(request, queryset, pause=False)
+
+    @admin.action(permissions=["change"], description="Check selected hosts now")
+    def check_hosts_now(self, request: HttpRequest, queryset: QuerySet[ExecutorHost]) -> None:
+        """Ask each host whether it answers now, and record the result (its health columns)."""
+        for host in queryset.order_by("name")[:MAX_CHECKED_HOSTS]:
+            report = queue_manager.check_host(host)
+            if report.is_healthy:
+                self.message_user(request, f"Host {host.name!r} answers.", messages.SUCCESS)
+            else:
+                self.message_user(
+                    request,
+                    f"Host {host.name!r} does not answer ({report.detail}).",
+                    messages.WARNING,
+                )
 
 
 def _count_of(jobs: QuerySet[ContainerJob]) -> Any:

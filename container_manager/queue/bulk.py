@@ -39,6 +39,29 @@ def _check_schedule(schedule_for: object) -> datetime | None:
     return schedule_for
 
 
+#: What a job run again copies from the job it repeats: what to run, where, and
+#: how to queue it (not its state, output or schedule).
+RUN_AGAIN_FIELDS = (
+    "name",
+    "queue",
+    "host",
+    "image",
+    "command",
+    "is_shell_command",
+    "working_directory",
+    "environment",
+    "environment_template",
+    "memory_limit_mb",
+    "cpu_limit_cores",
+    "timeout_seconds",
+    "network",
+    "user",
+    "priority",
+    "max_retries",
+    "retry_strategy",
+)
+
+
 class BulkQueueMixin(ManagerBase):
     """``create_and_queue`` and ``queue_jobs``; mixed into ``JobQueueManager``."""
 
@@ -59,6 +82,19 @@ class BulkQueueMixin(ManagerBase):
         """
         [job] = self.queue_jobs([ContainerJob(**fields)], schedule_for=schedule_for)
         return job
+
+    def run_again(self, job: ContainerJob) -> ContainerJob:
+        """Queue a new job with the settings of ``job`` (:data:`RUN_AGAIN_FIELDS`).
+
+        The job it repeats, whatever its status, is left as it is.
+
+        Returns:
+            The new job, ``queued``.
+
+        Raises:
+            ValidationError: A copied field no longer validates (named).
+        """
+        return self.create_and_queue(**{name: getattr(job, name) for name in RUN_AGAIN_FIELDS})
 
     def queue_jobs(
         self, jobs: Iterable[ContainerJob], schedule_for: datetime | None = None

@@ -130,3 +130,64 @@ def test_the_worker_page_is_read_only_and_a_live_worker_cannot_be_deleted(admin_
     only_gone = {"action": "delete_selected", "_selected_action": [gone.pk], "post": "yes"}
     admin_client.post("/admin/container_manager/worker/", only_gone)
     assert list(WorkerRow.objects.values_list("worker_id", flat=True)) == ["live"]
+
+
+def test_run_again_makes_a_new_queued_job_with_the_same_settings(admin_client):
+    host = ExecutorHost.objects.create(name="m3", executor_type="mock")
+    old = ContainerJob.objects.create(
+        name="nightly",
+        command="echo hi",
+        host=host,
+        queue="reports",
+        priority=80,
+        environment={"A": "1"},
+        memory_limit_mb=64,
+    )
+    ContainerJob.objects.filter(pk=old.pk).update(status="queued")
+    ContainerJob.objects.filter(pk=old.pk).update(status="cancelled")
+    response = admin_client.post(
+        "/admin/container_manager/containerjob/",
+        {"action": "run_jobs_again", "_selected_action": [old.pk]},
+        follow=True,
+    )
+    new = ContainerJob.objects.exclude(pk=old.pk).get()
+    assert (
+        new.status,
+        new.name,
+        new.queue,
+        new.priority,
+        new.environment,
+        new.memory_limit_mb,
+    ) == (
+        "queued",
+        "nightly",
+        "reports",
+        80,
+        {"A": "1"},
+        64,
+    )
+    assert new.host == host
+    assert ContainerJob.objects.get(pk=old.pk).status == "cancelled"
+    assert f"New jobs: #{new.pk}" in response.content.decode()
+
+
+def test_check_now_records_the_hosts_health(admin_client):
+    good = ExecutorHost.objects.create(name="answers", executor_type="mock")
+    bad = ExecutorHost.objects.create(
+        name="silent",
+        executor_type="docker",
+        connection_string="unix:///nonexistent/docker.sock",
+        executor_config={"api_timeout_seconds": 1},
+    )
+    response = admin_client.post(
+        "/admin/container_manager/executorhost/",
+        {"action": "check_hosts_now", "_selected_action": [good.pk, bad.pk]},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "Host &#x27;answers&#x27; answers." in page
+    assert "Host &#x27;silent&#x27; does not answer" in page
+    good.refresh_from_db()
+    bad.refresh_from_db()
+    assert (good.health_status, bad.health_status) == ("healthy", "unhealthy")
+    assert bad.last_health_check_at is not None
