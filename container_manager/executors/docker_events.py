@@ -217,12 +217,23 @@ class CompletionTracker:
             code = str(attributes.get("exitCode") or "")
             self.post(ExitStatus(ref, int(code) if code.isdigit() else None))
             return
+        self._ended(ref, attrs)
+
+    def _ended(self, ref: ContainerRef, attrs: dict[str, Any]) -> None:
+        """Post the end of a container from its inspection, waiting a moment for an OOM notice.
+
+        The engine may handle the exit before the OOM notice and then never
+        set ``OOMKilled``; its "oom" event still comes. A container with a
+        memory limit that was killed (137) is posted after ``OOM_GRACE_SECONDS``
+        unless that notice comes first, whether the end was seen through an
+        event or through a look-up.
+        """
         status = self._with_oom(status_from_inspect(ref, attrs))
         memory_limit = (attrs.get("HostConfig") or {}).get("Memory") or 0
         if status.exit_code == 137 and not status.is_oom_killed and memory_limit > 0:
-            # The engine may handle the exit before the OOM notice and then never
-            # set OOMKilled; its "oom" event still comes. Give it a moment.
             with self._lock:
+                if ref.container_id in self._deferred:
+                    return
                 self._deferred[ref.container_id] = status
             timer = threading.Timer(OOM_GRACE_SECONDS, self._flush, (ref.container_id,))
             timer.daemon = True
@@ -285,8 +296,7 @@ class CompletionTracker:
                 if state is None:
                     self.post(ExitStatus(ref, None, error="container disappeared"))
                 elif state in _ENDED_STATES:
-                    status = status_from_inspect(ref, self._inspect(ref.container_id))
-                    self.post(self._with_oom(status))
+                    self._ended(ref, self._inspect(ref.container_id))
                 else:
                     with self._lock:
                         self._seen.add(ref.container_id)

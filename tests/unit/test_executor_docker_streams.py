@@ -290,3 +290,22 @@ def test_a_kill_without_oom_notice_is_reported_after_the_grace_period():
     assert tracker.board.get("abc") is None
     [status] = tracker.board.wait(["abc"], 5)
     assert (status.exit_code, status.is_oom_killed) == (137, False)
+
+
+def test_a_kill_found_by_a_look_up_waits_for_the_oom_notice_too():
+    """The container ended before it was followed: the look-up, not an event, finds it."""
+    inspected = {"State": {"ExitCode": 137, "OOMKilled": False}, "HostConfig": {"Memory": 1 << 24}}
+    tracker = CompletionTracker(
+        open_stream=lambda since: FakeStream([]),
+        list_states=lambda: {"abc": "exited"},
+        inspect=lambda cid: inspected,
+        reconcile_interval_seconds=30,
+        name="test",
+    )
+    ref = ContainerRef(7, 1, "abc")
+    tracker.reconcile([ref])
+    tracker.reconcile([ref])  # a second look-up in the grace period posts nothing twice
+    assert tracker.board.get("abc") is None
+    tracker.on_event(container_event("oom"))
+    [status] = tracker.board.wait(["abc"], 5)
+    assert (status.exit_code, status.is_oom_killed) == (137, True)
