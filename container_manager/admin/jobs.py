@@ -27,26 +27,14 @@ from container_manager.admin.pagination import EstimatedCountPaginator
 from container_manager.admin.views import JobViewsMixin
 from container_manager.classification import describe
 from container_manager.models import ContainerJob
+from container_manager.models.job import QUEUE_SETTINGS_FIELDS
+from container_manager.models.job import SPEC_FIELDS as JOB_SPEC_FIELDS
 from container_manager.states import JobStatus
 
-#: Fields of what to run; read-only once the job has launched or ended for good.
-SPEC_FIELDS = (
-    "name",
-    "queue",
-    "host",
-    "image",
-    "command",
-    "is_shell_command",
-    "working_directory",
-    "environment",
-    "environment_template",
-    "memory_limit_mb",
-    "cpu_limit_cores",
-    "timeout_seconds",
-    "network",
-    "user",
-)
-QUEUE_FIELDS = ("priority", "max_retries", "retry_strategy", "scheduled_for")
+#: Fields of what to run (``models.job.SPEC_FIELDS``); read-only once the job has
+#: launched or ended for good.
+SPEC_FIELDS = JOB_SPEC_FIELDS
+QUEUE_FIELDS = (*QUEUE_SETTINGS_FIELDS, "scheduled_for")
 STATE_FIELDS = (
     "status_badge",
     "queue_status_badge",

@@ -30,6 +30,27 @@ PRIORITY_LOW = 20
 _SAVE_EXCLUDE = ("host", "environment_template")
 
 
+#: What a job runs, where and with what limits: the fields a person sets (the
+#: admin's "What to run"), and what a job run again copies.
+SPEC_FIELDS = (
+    "name",
+    "queue",
+    "host",
+    "image",
+    "command",
+    "is_shell_command",
+    "working_directory",
+    "environment",
+    "environment_template",
+    "memory_limit_mb",
+    "cpu_limit_cores",
+    "timeout_seconds",
+    "network",
+    "user",
+)
+#: How a job waits in the queue, besides when (``scheduled_for``).
+QUEUE_SETTINGS_FIELDS = ("priority", "max_retries", "retry_strategy")
+
 #: The steps a launch records in ``current_step`` (the labels of the launch statuses).
 _LAUNCH_STEPS = frozenset(str(JobStatus(status).label) for status in states.LAUNCHING_STATUSES)
 

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from container_manager.exceptions import JobNotQueueableError
 from container_manager.models import ContainerJob
+from container_manager.models.job import QUEUE_SETTINGS_FIELDS, SPEC_FIELDS
 from container_manager.notify import announce_work
 from container_manager.queue.base import ManagerBase
 from container_manager.states import JobStatus
@@ -41,25 +42,7 @@ def _check_schedule(schedule_for: object) -> datetime | None:
 
 #: What a job run again copies from the job it repeats: what to run, where, and
 #: how to queue it (not its state, output or schedule).
-RUN_AGAIN_FIELDS = (
-    "name",
-    "queue",
-    "host",
-    "image",
-    "command",
-    "is_shell_command",
-    "working_directory",
-    "environment",
-    "environment_template",
-    "memory_limit_mb",
-    "cpu_limit_cores",
-    "timeout_seconds",
-    "network",
-    "user",
-    "priority",
-    "max_retries",
-    "retry_strategy",
-)
+RUN_AGAIN_FIELDS = (*SPEC_FIELDS, *QUEUE_SETTINGS_FIELDS)
 
 
 class BulkQueueMixin(ManagerBase):
