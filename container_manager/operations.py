@@ -192,6 +192,47 @@ def task_info(
     return info
 
 
+def queues_info() -> list[dict[str, Any]]:
+    """Each named queue: ``name``, ``is_paused``, ``max_concurrent``."""
+    return [
+        {"name": row.name, "is_paused": row.is_paused, "max_concurrent": row.max_concurrent}
+        for row in JobQueue.objects.order_by("name")
+    ]
+
+
+def hosts_info() -> list[dict[str, Any]]:
+    """Each host: ``name``, ``executor_type``, ``is_active``, ``is_paused``, ``health_status``,
+    ``max_concurrent_jobs``."""
+    return [
+        {
+            "name": host.name,
+            "executor_type": host.executor_type,
+            "is_active": host.is_active,
+            "is_paused": host.is_paused,
+            "health_status": host.health_status,
+            "max_concurrent_jobs": host.max_concurrent_jobs,
+        }
+        for host in ExecutorHost.objects.order_by("name")
+    ]
+
+
+def workers_info() -> list[dict[str, Any]]:
+    """Each worker not stopped: ``worker_id``, ``status``, ``is_alive``, ``last_heartbeat_at``,
+    ``jobs_launched``, ``jobs_finished``."""
+    now = timezone.now()
+    return [
+        {
+            "worker_id": worker.worker_id,
+            "status": worker.status,
+            "is_alive": worker.is_alive(now),
+            "last_heartbeat_at": _time(worker.last_heartbeat_at),
+            "jobs_launched": worker.jobs_launched,
+            "jobs_finished": worker.jobs_finished,
+        }
+        for worker in Worker.objects.exclude(status="stopped").order_by("worker_id")
+    ]
+
+
 def queue_status(
     *, include_logs: bool = False, detailed: bool = False, queue: str | None = None
 ) -> dict[str, Any]:
@@ -208,36 +249,12 @@ def queue_status(
         if not isinstance(queue, str) or text_problem(queue):
             raise _invalid(f"queue must be a queue name, not {queue!r}")
         jobs = jobs.filter(queue=queue)
-    now = timezone.now()
     answer: dict[str, Any] = {
         "success": True,
         "statistics": get_statistics(queue),
-        "queues": [
-            {"name": row.name, "is_paused": row.is_paused, "max_concurrent": row.max_concurrent}
-            for row in JobQueue.objects.order_by("name")
-        ],
-        "hosts": [
-            {
-                "name": host.name,
-                "executor_type": host.executor_type,
-                "is_active": host.is_active,
-                "is_paused": host.is_paused,
-                "health_status": host.health_status,
-                "max_concurrent_jobs": host.max_concurrent_jobs,
-            }
-            for host in ExecutorHost.objects.order_by("name")
-        ],
-        "workers": [
-            {
-                "worker_id": worker.worker_id,
-                "status": worker.status,
-                "is_alive": worker.is_alive(now),
-                "last_heartbeat_at": _time(worker.last_heartbeat_at),
-                "jobs_launched": worker.jobs_launched,
-                "jobs_finished": worker.jobs_finished,
-            }
-            for worker in Worker.objects.exclude(status="stopped").order_by("worker_id")
-        ],
+        "queues": queues_info(),
+        "hosts": hosts_info(),
+        "workers": workers_info(),
     }
     if detailed:
         unfinished = list(
@@ -362,12 +379,17 @@ def run(request: Any) -> dict[str, Any]:
     "error_code": ..., "error_info": ...}``.
     """
     try:
-        return _dispatch(request)
+        return dispatch(request)
     except OperationError as exc:
         return exc.answer()
 
 
-def _dispatch(request: Any) -> dict[str, Any]:
+def dispatch(request: Any) -> dict[str, Any]:
+    """As :func:`run`, but a refused request raises :class:`OperationError` (with its ``kind``).
+
+    Raises:
+        OperationError: The request is malformed, or the operation refused.
+    """
     if not isinstance(request, dict):
         raise _invalid(
             f"A request is an object with action and params, not {type(request).__name__}"
@@ -427,10 +449,14 @@ __all__ = [
     "OPERATIONS",
     "OperationError",
     "can_retry",
+    "dispatch",
     "find_task",
+    "hosts_info",
     "queue_manage",
     "queue_status",
     "queue_task_status",
+    "queues_info",
     "run",
     "task_info",
+    "workers_info",
 ]

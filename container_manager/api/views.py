@@ -113,17 +113,8 @@ class OperationsView(ApiView):
             for permission in needed:
                 if not request.user.has_perm(permission):
                     raise PermissionDenied(f"You need the permission {permission!r} for this.")
-        answer = operations.run(body if isinstance(body, dict) else {"action": None})
-        if answer.get("success"):
-            return Response(answer)
-        kind = {"QUEUE_TASK_NOT_FOUND": "not_found"}.get(answer["error_code"])
-        if kind is None and answer["error_code"] in (
-            "QUEUE_TASK_INVALID_STATE",
-            "QUEUE_TASK_ALREADY_RUNNING",
-        ):
-            kind = "conflict"
-        http = {"not_found": 404, "conflict": 409}.get(kind or "", 400)
-        return Response(answer, status=http)
+        # A refusal raises OperationError; handle_exception answers it with its status.
+        return Response(operations.dispatch(body))
 
 
 class JobCreateSerializer(serializers.Serializer):
@@ -290,8 +281,7 @@ class QueuesView(ApiView):
 
     @extend_schema(operation_id="queues_list", responses={200: ANSWER, **ERRORS})
     def get(self, request: Request) -> Response:
-        status_ = operations.queue_status()
-        return Response({"success": True, "results": status_["queues"]})
+        return Response({"success": True, "results": operations.queues_info()})
 
 
 def _pause_resume_view(target: str, path: str) -> type[ApiView]:
@@ -328,7 +318,7 @@ class HostsView(ApiView):
 
     @extend_schema(operation_id="hosts_list", responses={200: ANSWER, **ERRORS})
     def get(self, request: Request) -> Response:
-        return Response({"success": True, "results": operations.queue_status()["hosts"]})
+        return Response({"success": True, "results": operations.hosts_info()})
 
 
 class WorkersView(ApiView):
@@ -338,7 +328,7 @@ class WorkersView(ApiView):
 
     @extend_schema(operation_id="workers_list", responses={200: ANSWER, **ERRORS})
     def get(self, request: Request) -> Response:
-        return Response({"success": True, "results": operations.queue_status()["workers"]})
+        return Response({"success": True, "results": operations.workers_info()})
 
 
 class StatisticsView(ApiView):

@@ -16,6 +16,7 @@ backport (Django 5.2).
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from collections.abc import Iterable
 from typing import Any
@@ -100,8 +101,6 @@ class ContainerBackend(BaseTaskBackend):
         self.job_options = {key: options[key] for key in JOB_OPTIONS if key in options}
 
     def _environment(self, spec: str) -> dict[str, str]:
-        import os
-
         environment = dict(self.environment)
         settings_module = os.environ.get("DJANGO_SETTINGS_MODULE")
         if settings_module:
