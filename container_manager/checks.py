@@ -9,6 +9,7 @@ from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, register
 
 from container_manager.conf import DEFAULTS
+from container_manager.registries import settings_problems as registry_problems
 
 _POSITIVE_INTS = (
     "DEFAULT_MAX_RETRIES",
@@ -19,6 +20,7 @@ _POSITIVE_INTS = (
     "CLEANUP_INTERVAL_SECONDS",
     "POLL_INTERVAL_SECONDS",
     "LOG_MAX_BYTES",
+    "BUILD_CONTEXT_MAX_BYTES",
 )
 _RETENTION = ("remove", "keep", "keep_failed")
 
@@ -60,6 +62,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         errors.append(_error("CONTAINER_MANAGER['SQLITE_TUNING'] must be True or False."))
     errors.extend(_check_queues(user.get("QUEUES", {})))
     errors.extend(_check_containers(user))
+    errors.extend(
+        _error(f"CONTAINER_MANAGER: {problem}.", hint="See docs/image-tasks.md, Registries.")
+        for problem in registry_problems()
+    )
     return errors
 
 

@@ -275,6 +275,13 @@ CATALOGUE: dict[str, ErrorCode] = _codes(
         False,
     ),
     E(
+        "DEPENDENCY_FAILED",
+        "A job this one waits for failed, timed out or was cancelled, so this one cannot run",
+        "Look at the job last_error names; fix it and run it again, then run this job "
+        "again (Run again in the admin) with the new job among its dependencies.",
+        False,
+    ),
+    E(
         "LOGS_UNAVAILABLE",
         "The container ended but its output could not be read",
         "The container was removed before its output was stored (by hand, or by "
@@ -671,6 +678,131 @@ def classify_engine_response(status: int | None, detail: str, message: str) -> C
     if by_text.category != UNKNOWN:
         return Classification(by_text.category, by_text.code, message)
     return Classification(TRANSIENT, "DOCKER_DAEMON_ERROR", message)
+
+
+#: What an image task calls its own failure, by operation.
+IMAGE_TASK_FAILURES: dict[str, str] = {
+    "pull": "DOCKER_PULL_FAILED",
+    "build": "DOCKER_BUILD_FAILED",
+    "push": "DOCKER_PUSH_FAILED",
+}
+#: Error codes of the registry API (the distribution specification) and what
+#: they mean for an image task; None stands for the operation's own failure
+#: code (:data:`IMAGE_TASK_FAILURES`). For a push, ``MANIFEST_UNKNOWN`` and
+#: ``NAME_UNKNOWN`` are the registry refusing what it was sent, not a missing image.
+REGISTRY_ERROR_CODES: dict[str, tuple[str | None, Category]] = {
+    "UNAUTHORIZED": ("DOCKER_AUTHENTICATION_FAILED", PERMANENT),
+    "DENIED": ("DOCKER_AUTHENTICATION_FAILED", PERMANENT),
+    "MANIFEST_UNKNOWN": ("DOCKER_IMAGE_NOT_FOUND", PERMANENT),
+    "NAME_UNKNOWN": ("DOCKER_IMAGE_NOT_FOUND", PERMANENT),
+    "TOOMANYREQUESTS": ("DOCKER_REGISTRY_ERROR", TRANSIENT),
+    "UNAVAILABLE": ("DOCKER_REGISTRY_ERROR", TRANSIENT),
+    "NAME_INVALID": (None, PERMANENT),
+    "TAG_INVALID": (None, PERMANENT),
+    "MANIFEST_INVALID": (None, PERMANENT),
+    "MANIFEST_UNVERIFIED": (None, PERMANENT),
+    "MANIFEST_BLOB_UNKNOWN": (None, PERMANENT),
+    "DIGEST_INVALID": (None, PERMANENT),
+    "SIZE_INVALID": (None, PERMANENT),
+    "UNSUPPORTED": (None, PERMANENT),
+    "BLOB_UNKNOWN": (None, TRANSIENT),
+    "BLOB_UPLOAD_INVALID": (None, TRANSIENT),
+    "BLOB_UPLOAD_UNKNOWN": (None, TRANSIENT),
+    "RANGE_INVALID": (None, TRANSIENT),
+}
+# The engine passes a registry's error on as the code in lower case with
+# spaces, a colon and the registry's message ("manifest unknown: manifest
+# unknown"), after its own context ("manifest for x:1 not found: ").
+_REGISTRY_CODE_TEXT = re.compile(
+    r"(?:^|: |\n)("
+    + "|".join(re.escape(code.lower().replace("_", " ")) for code in REGISTRY_ERROR_CODES)
+    + r"): "
+)
+#: The engine's own words when it has no credentials for a registry that asks for them.
+NO_CREDENTIALS_TEXT = "no basic auth credentials"
+# Go's network errors, as the engine quotes them when the registry does not
+# answer ("dial tcp 127.0.0.1:5999: connect: connection refused").
+_REGISTRY_UNREACHABLE = re.compile(
+    r"\bdial (?:tcp|udp)\b|\bi/o timeout\b|tls handshake timeout|connection reset by peer"
+    r"|no such host|no route to host|network is unreachable"
+)
+
+
+def registry_error_code(detail: str) -> str | None:
+    """Find the registry's error code (``MANIFEST_UNKNOWN``, ...) in an engine's message.
+
+    Args:
+        detail: The engine's message: an HTTP answer's explanation or a stream's
+            ``errorDetail.message``.
+
+    Returns:
+        The first code of :data:`REGISTRY_ERROR_CODES` the message carries, or None.
+    """
+    found = _REGISTRY_CODE_TEXT.search(detail)
+    return found.group(1).upper().replace(" ", "_") if found else None
+
+
+def classify_image_response(
+    operation: str,
+    status: int | None,
+    detail: str,
+    message: str,
+    exit_code: int | None = None,
+) -> Classification:
+    """Classify a failed pull, build or push: structure first, the engine's words last.
+
+    In this order: a build step's exit code (``errorDetail.code``); the HTTP
+    status 401 or 429; the registry's error code passed on in the message;
+    the engine's "no basic auth credentials"; a registry that does not answer;
+    then the status (404: not found; other 4xx as for any engine answer, but a
+    build's are its Dockerfile's fault); full disk or memory; and last the
+    operation's own failure: a 5xx is a registry error, a stream's error a
+    failed build (permanent) or a failed pull or push (transient). A build's
+    5xx (its context or Dockerfile cannot be read) is a failed build too.
+
+    Args:
+        operation: ``pull``, ``build`` or ``push``.
+        status: The HTTP status of the engine's answer; None for an error
+            that came in the stream.
+        detail: The engine's message.
+        message: The message to keep in the classification.
+        exit_code: A build step's exit code (``errorDetail.code``), if any.
+
+    Returns:
+        The :class:`Classification`.
+    """
+    failure = IMAGE_TASK_FAILURES[operation]
+    if exit_code is not None:
+        return Classification(PERMANENT, "DOCKER_BUILD_FAILED", message)
+    if status == 401:
+        return Classification(PERMANENT, "DOCKER_AUTHENTICATION_FAILED", message)
+    if status == 429:
+        return Classification(TRANSIENT, "DOCKER_REGISTRY_ERROR", message)
+    registry_code = registry_error_code(detail)
+    if registry_code is not None:
+        code, category = REGISTRY_ERROR_CODES[registry_code]
+        if operation == "push" and code == "DOCKER_IMAGE_NOT_FOUND":
+            code = None
+        return Classification(category, code or failure, message)
+    lowered = detail.lower()
+    if NO_CREDENTIALS_TEXT in lowered:
+        return Classification(PERMANENT, "DOCKER_AUTHENTICATION_FAILED", message)
+    if _REGISTRY_UNREACHABLE.search(lowered):
+        return Classification(TRANSIENT, "DOCKER_REGISTRY_ERROR", message)
+    if status == 404 and operation != "build":
+        return Classification(PERMANENT, "DOCKER_IMAGE_NOT_FOUND", message)
+    if status is not None and 400 <= status < 500:
+        if operation == "build":
+            return Classification(PERMANENT, failure, message)
+        return classify_engine_response(status, detail, message)
+    by_text = classify_message(detail)
+    if by_text.code in ("SYSTEM_DISK_SPACE", "SYSTEM_MEMORY_LIMIT"):
+        return Classification(by_text.category, by_text.code, message)
+    if operation == "build":
+        return Classification(PERMANENT, failure, message)
+    if status is not None:
+        return Classification(TRANSIENT, "DOCKER_REGISTRY_ERROR", message)
+    return Classification(TRANSIENT, failure, message)
 
 
 def _by_requests_type(exc: BaseException, message: str) -> Classification | None:

@@ -72,6 +72,12 @@ DEFAULTS: dict[str, Any] = {
     # Network of a Docker job that names none, on a host whose executor_config
     # has no "default_network". "none" gives no network at all.
     "DOCKER_DEFAULT_NETWORK": "none",
+    # Registry credentials by address: {"username": ..., "password_env": VAR}
+    # or {"username": ..., "password_file": PATH}; read when needed, never
+    # stored (container_manager.registries, docs/image-tasks.md).
+    "REGISTRIES": {},
+    # Largest build context (a tar archive) an image build job may carry.
+    "BUILD_CONTEXT_MAX_BYTES": 50 * 1024 * 1024,
     # Bearer token that Prometheus sends to /metrics/ (container_manager.api.metrics);
     # None: only staff users with the admin's view permission may scrape.
     "METRICS_TOKEN": None,

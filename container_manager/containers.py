@@ -32,23 +32,37 @@ Example::
 
 from __future__ import annotations
 
+import io
 import logging
+import tarfile
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from container_manager.classification import PERMANENT, UNKNOWN, Classification, classify
 from container_manager.conf import settings
+from container_manager.exceptions import ConfigurationError
 from container_manager.executors import close_executors, get_executor
 from container_manager.executors.base import (
+    BuildSpec,
     ContainerRef,
     Executor,
     ExitStatus,
     HealthReport,
+    ImageResult,
+    ImageStepCallback,
     LaunchSpec,
     Logs,
     ProgressCallback,
 )
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerJob, ExecutorHost, ImageBuildContext
+from container_manager.registries import (
+    DOCKER_HUB,
+    build_credentials,
+    credentials_for,
+    registry_of,
+)
+from container_manager.states import IMAGE_KINDS, JobKind
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +148,10 @@ class Containers:
             executor = get_executor(job.host)
             # Building the spec validates the job (command, environment).
             spec = LaunchSpec.from_job(job)
+            if job.host.auto_pull_images and executor.supports_images:
+                # Read now, for a pull the launch may need; a missing secret
+                # is a configuration error of the job's host, named.
+                spec = replace(spec, registry_auth=credentials_for(spec.image))
         except Exception as exc:
             return _failed(job, classify(exc))
         try:
@@ -189,6 +207,83 @@ class Containers:
         )
         return LaunchResult(True, container_id=ref.container_id, ref=ref)
 
+    # Image tasks -------------------------------------------------------------
+
+    def run_image_task(
+        self,
+        job: ContainerJob,
+        on_step: ImageStepCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImageResult:
+        """Pull, build or push the image of a claimed image task, on its host; blocks until done.
+
+        The registry credentials the job needs (``REGISTRIES``) are read now
+        and handed to the engine, never kept. A build's tar context is read
+        from its own row.
+
+        Args:
+            job: A claimed job of an image kind, ``host`` set.
+            on_step: Called with each step the engine reports.
+            cancel: Set it to stop the task early (ImageTaskCancelled is raised).
+
+        Returns:
+            The :class:`ImageResult`.
+
+        Raises:
+            ExecutorError: The task failed; its ``code`` and ``transient`` say how.
+            ConfigurationError: The host cannot do image tasks, or a registry's
+                credentials cannot be read.
+            ImageTaskCancelled: ``cancel`` was set.
+        """
+        executor = self.executor_for(job)
+        if not executor.supports_images:
+            raise ConfigurationError(
+                f"Host {job.host.name if job.host else '?'!r} (executor_type "
+                f"{job.host.executor_type if job.host else '?'!r}) cannot pull, build or push "
+                "images; give the job a Docker host"
+            )
+        options = dict(job.image_options)
+        if job.kind == JobKind.IMAGE_PULL:
+            return executor.pull_image(
+                job.image,
+                platform=str(options.get("platform", "")),
+                auth=credentials_for(job.image),
+                on_step=on_step,
+                cancel=cancel,
+            )
+        if job.kind == JobKind.IMAGE_PUSH:
+            return executor.push_image(
+                job.image, auth=credentials_for(job.image), on_step=on_step, cancel=cancel
+            )
+        if job.kind != JobKind.IMAGE_BUILD:
+            raise ValueError(f"Job {job.pk} is a {job.kind} job, not an image task")
+        spec = build_spec(job)
+        built = executor.build_image(
+            spec,
+            auth=build_credentials(base_images(spec)),
+            on_step=on_step,
+            cancel=cancel,
+        )
+        if not options.get("push"):
+            return built
+        digests: dict[str, str] = {}
+        output = [built.output]
+        for tag in spec.tags:
+            if registry_of(tag) == DOCKER_HUB and "/" not in tag:
+                continue  # A local name: nothing to push it to.
+            pushed = executor.push_image(
+                tag, auth=credentials_for(tag), on_step=on_step, cancel=cancel
+            )
+            digests[tag] = pushed.digest
+            output.append(pushed.output)
+        return ImageResult(
+            image_id=built.image_id,
+            digest=digests.get(spec.tags[0], "") if spec.tags else "",
+            output="\n".join(part for part in output if part),
+            is_output_truncated=built.is_output_truncated,
+            pushed=digests,
+        )
+
     # Finding and control -----------------------------------------------------
 
     def outlives_worker(self, job: ContainerJob) -> bool:
@@ -202,12 +297,13 @@ class Containers:
         tells a container that exists from one that never did (or is gone).
 
         Returns:
-            The container, running or not; None if there is none, or the job has no host.
+            The container, running or not; None if there is none, the job has
+            no host, or it is an image task (which makes no container).
 
         Raises:
             ExecutorError: The engine could not be asked (the container may exist).
         """
-        if job.host is None:
+        if job.host is None or job.kind in IMAGE_KINDS:
             return None
         return self.executor_for(job).find(int(job.pk), int(job.attempt))
 
@@ -408,6 +504,55 @@ class Containers:
     def close(self) -> None:
         """Release every executor's connections and threads (a worker's last step)."""
         close_executors()
+
+
+def build_spec(job: ContainerJob) -> BuildSpec:
+    """The :class:`BuildSpec` of a build job: its options, its tar context if it has one.
+
+    The job's image is the first tag; ``tags`` adds more.
+    """
+    options = dict(job.image_options)
+    context = ImageBuildContext.objects.filter(job_id=job.pk).values_list("archive", flat=True)
+    archive = next(iter(context), None)
+    return BuildSpec(
+        context=bytes(archive) if archive is not None else b"",
+        dockerfile=str(options.get("dockerfile", "")),
+        files=dict(options.get("files", {})),
+        build_args=dict(options.get("build_args", {})),
+        target=str(options.get("target", "")),
+        tags=(job.image, *[tag for tag in options.get("tags", []) if tag != job.image]),
+        labels=dict(options.get("labels", {})),
+        platform=str(options.get("platform", "")),
+    )
+
+
+def dockerfile_text(spec: BuildSpec) -> str:
+    """The Dockerfile of a build: its text, or the file read from its tar context ("" if none)."""
+    if not spec.context:
+        return spec.dockerfile
+    path = (spec.dockerfile or "Dockerfile").removeprefix("./")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(spec.context), mode="r:*") as tar:
+            for member in tar.getmembers():
+                if member.isfile() and member.name.removeprefix("./") == path:
+                    extracted = tar.extractfile(member)
+                    if extracted is not None:
+                        return extracted.read().decode("utf-8", "replace")
+    except (tarfile.TarError, EOFError, OSError):
+        return ""
+    return ""
+
+
+def base_images(spec: BuildSpec) -> list[str]:
+    """The images a build's Dockerfile starts ``FROM`` (for their registries' credentials)."""
+    found = []
+    for line in dockerfile_text(spec).splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0].upper() == "FROM":
+            image = next((word for word in words[1:] if not word.startswith("--")), "")
+            if image:
+                found.append(image)
+    return found
 
 
 def is_kept(is_success: bool) -> bool:

@@ -84,17 +84,30 @@ class ExecutorError(ContainerManagerError):
     Attributes:
         code: The error code of the catalogue (container_manager.classification).
         transient: True when trying again later may succeed.
+        output: What the engine printed up to the failure (a failed build's
+            output, a pull's or push's status lines), capped at
+            ``LOG_MAX_BYTES`` with a marker; empty when there was none.
     """
 
     code: str = "INTERNAL_ERROR"
     transient: bool | None = None
+    output: str = ""
 
-    def __init__(self, message: str, *, code: str | None = None, transient: bool | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        transient: bool | None = None,
+        output: str = "",
+    ):
         super().__init__(message)
         if code is not None:
             self.code = code
         if transient is not None:
             self.transient = transient
+        if output:
+            self.output = output
 
 
 class ExecutorUnavailableError(ExecutorError):
@@ -137,6 +150,31 @@ class RegistryAuthenticationError(ExecutorError):
 
     code = "DOCKER_AUTHENTICATION_FAILED"
     transient = False
+
+
+class ImageBuildError(ExecutorError):
+    """A build failed: a step of the Dockerfile, or the context, is wrong."""
+
+    code = "DOCKER_BUILD_FAILED"
+    transient = False
+
+
+class ImagePushError(ExecutorError):
+    """Pushing an image to its registry failed."""
+
+    code = "DOCKER_PUSH_FAILED"
+    transient = True
+
+
+class RegistryError(ExecutorError):
+    """The registry failed or refused a request for a reason that may pass (5xx, rate limit)."""
+
+    code = "DOCKER_REGISTRY_ERROR"
+    transient = True
+
+
+class ImageTaskCancelled(ContainerManagerError):
+    """An image task stopped early because its job was cancelled (its ``cancel`` event was set)."""
 
 
 class ContainerNotFoundError(ExecutorError):

@@ -14,6 +14,8 @@ is the error's JSON shape (``success`` false, the message, the catalogue's
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from datetime import datetime
 from typing import Any
@@ -28,9 +30,10 @@ from container_manager.exceptions import (
     JobNotQueueableError,
 )
 from container_manager.models import ContainerJob, ExecutorHost, JobQueue, Worker
+from container_manager.models.images import options_problem
 from container_manager.models.validation import json_problem, text_problem
 from container_manager.queue import queue_manager
-from container_manager.states import JobStatus
+from container_manager.states import JobKind, JobStatus
 from container_manager.stats import get_statistics
 
 #: The actions of ``queue_manage``.
@@ -41,8 +44,6 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "queue_task_status": frozenset({"task_id", "include_logs", "detailed"}),
     "queue_manage": frozenset({"action", "task_id", "queue", "host"}),
 }
-#: The type of work a job does (``task_type``); image jobs come with their own kinds.
-RUN = "run"
 #: Finished tasks listed by a detailed ``queue_status``, newest first.
 RECENT_FINISHED = 20
 
@@ -147,7 +148,7 @@ def task_info(
     }
     info: dict[str, Any] = {
         "id": job.pk,
-        "task_type": RUN,
+        "task_type": job.kind,
         "name": job.name,
         "queue": job.queue,
         "status": job.status,
@@ -186,6 +187,9 @@ def task_info(
             scheduled_for=_time(job.scheduled_for),
             launched_at=_time(job.launched_at),
             legacy_id=str(job.legacy_id) if job.legacy_id else None,
+            image_options=job.image_options,
+            image_result=job.image_result,
+            depends_on=sorted(job.depends_on.values_list("pk", flat=True)),
         )
     if include_logs:
         info["logs"] = {"stdout": job.stdout, "stderr": job.stderr}
@@ -444,11 +448,100 @@ def dispatch(request: Any) -> dict[str, Any]:
     )
 
 
+def create_task(fields: dict[str, Any]) -> ContainerJob | list[ContainerJob]:
+    """Queue a job or an image task, waiting for jobs or not (``POST jobs/``, ``queue_image``).
+
+    Args:
+        fields: The job's fields, with ``host`` a host's name (``"all"`` for a
+            pull onto every active host), and optionally ``kind``,
+            ``image_options``, ``context`` (a build's tar archive, base64),
+            ``after`` (ids of jobs to wait for) and ``schedule_for``.
+
+    Returns:
+        The queued job; a list of them for a pull onto ``"all"`` hosts.
+
+    Raises:
+        OperationError: A host or a job to wait for does not exist, or the
+            fields do not fit the kind.
+        ValidationError: A field is invalid (named); nothing is written.
+    """
+    fields = dict(fields)
+    host_name = fields.pop("host", None)
+    kind = fields.pop("kind", JobKind.RUN)
+    if host_name == "all" and kind == JobKind.IMAGE_PULL:
+        fields["host"] = "all"
+    elif host_name is not None:
+        host = ExecutorHost.objects.filter(name=host_name).first()
+        if host is None:
+            raise OperationError(
+                "QUEUE_TASK_NOT_FOUND", f"No host named {host_name!r}", "not_found"
+            )
+        fields["host"] = host
+    options = dict(fields.pop("image_options", {}))
+    after_ids = list(dict.fromkeys(fields.pop("after", [])))
+    after = list(ContainerJob.objects.filter(pk__in=after_ids))
+    missing = sorted(set(after_ids) - {job.pk for job in after})
+    if missing:
+        raise OperationError(
+            "QUEUE_TASK_NOT_FOUND", f"No job with id {missing[0]} to wait for", "not_found"
+        )
+    encoded = fields.pop("context", None)
+    if kind == JobKind.RUN:
+        if options or encoded is not None:
+            raise OperationError(
+                "VALIDATION_INVALID_PARAMS",
+                "image_options and context are for image tasks (kind image_pull, image_build, "
+                "image_push)",
+                "invalid",
+            )
+        if after:
+            schedule_for = fields.pop("schedule_for", None)
+            job = ContainerJob(scheduled_for=schedule_for, **fields)
+            return queue_manager.queue_after(job, after)
+        return queue_manager.create_and_queue(**fields)
+    if fields.pop("schedule_for", None) is not None or fields.get("command"):
+        raise OperationError(
+            "VALIDATION_INVALID_PARAMS",
+            "An image task runs now and runs no command: leave schedule_for and command out",
+            "invalid",
+        )
+    fields.pop("command", None)
+    image = fields.pop("image", "")
+    host = fields.pop("host", None)
+    problem = options_problem(kind, options)
+    if problem:
+        raise OperationError("VALIDATION_INVALID_PARAMS", f"image_options: {problem}", "invalid")
+    if kind == JobKind.IMAGE_PULL:
+        if after:
+            raise OperationError("VALIDATION_INVALID_PARAMS", "A pull waits for no job", "invalid")
+        return queue_manager.pull_image(image, host=host, **options, **fields)
+    if kind == JobKind.IMAGE_PUSH:
+        if host is None:
+            raise OperationError(
+                "VALIDATION_INVALID_PARAMS",
+                "host: a push runs on the host that holds the image; name it",
+                "invalid",
+            )
+        return queue_manager.push_image(image, host=host, after=after, **options, **fields)
+    context = None
+    if encoded is not None:
+        try:
+            context = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise OperationError(
+                "VALIDATION_INVALID_FORMAT", f"context: not base64 ({exc})", "invalid"
+            ) from exc
+    return queue_manager.build_image(
+        image, host=host, context=context, after=after, **options, **fields
+    )
+
+
 __all__ = [
     "MANAGE_ACTIONS",
     "OPERATIONS",
     "OperationError",
     "can_retry",
+    "create_task",
     "dispatch",
     "find_task",
     "hosts_info",

@@ -24,9 +24,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from container_manager.classification import describe
-from container_manager.models import ContainerJob, ExecutorHost, JobQueue
+from container_manager.models import ContainerJob, ExecutorHost, JobDependency, JobQueue
 from container_manager.models.job import PRIORITY_HIGH, attempts_allowed
-from container_manager.models.queries import due_q
+from container_manager.models.queries import due_q, ready_q
 from container_manager.models.tally import (
     HistoryGroup,
     history_from_jobs,
@@ -37,6 +37,7 @@ from container_manager.states import (
     LAUNCHING_STATUSES,
     READY_STATUSES,
     UNFINISHED_STATUSES,
+    JobKind,
     JobStatus,
 )
 
@@ -66,6 +67,26 @@ def _live(jobs: Any) -> list[dict[str, Any]]:
             with_retries=Count("status", filter=Q(retry_count__gt=0)),
         )
         .order_by()
+    )
+
+
+def _kinds(jobs: Any, total: int) -> dict[str, int]:
+    """Jobs by kind: image tasks counted over their own index, the rest are ``run`` jobs."""
+    images = dict(
+        jobs.exclude(kind=JobKind.RUN).values_list("kind").annotate(n=Count("kind")).order_by()
+    )
+    counts = {kind: int(images.get(kind, 0)) for kind in JobKind.values if kind != JobKind.RUN}
+    return {JobKind.RUN.value: max(total - sum(counts.values()), 0), **counts}
+
+
+def _waiting_for_jobs(jobs: Any, now: Any) -> int:
+    """Due waiting jobs held back by a dependency that has not completed (not ready)."""
+    return int(
+        JobDependency.objects.filter(job__in=jobs.filter(ready_q(now)))
+        .exclude(depends_on__status=JobStatus.COMPLETED)
+        .values("job_id")
+        .distinct()
+        .count()
     )
 
 
@@ -104,6 +125,8 @@ def get_statistics(queue: str | None = None) -> dict[str, Any]:
           ``queue_size`` (jobs waiting, due or not);
         - ``status_distribution``: ``{status: count}`` for every status;
         - ``queue_distribution``: ``{queue name: count}``;
+        - ``task_type_distribution``: ``{kind: count}`` for every job kind
+          (``run``, ``image_pull``, ``image_build``, ``image_push``);
         - ``error_distribution``: ``{error code: {count, description, suggestion}}``;
         - ``performance``: ``success_rate`` (percent of completed among
           completed, failed and timed-out; None without any), ``average_duration_seconds``
@@ -111,7 +134,8 @@ def get_statistics(queue: str | None = None) -> dict[str, Any]:
         - ``retries``: ``total_retries``, ``tasks_with_retries``, ``max_retries_reached``;
         - ``recent_activity``: ``last_24h``, ``last_hour`` (jobs created);
         - ``admin``: ``queue_depth``, ``ready`` (due, in a queue not paused),
-          ``ready_in_paused_queues`` (due, but their queue is paused), ``running``, ``scheduled``,
+          ``ready_in_paused_queues`` (due, but their queue is paused), ``waiting_for_jobs``
+          (due, but a job they wait for has not completed), ``running``, ``scheduled``,
           ``launching``, ``paused``, ``completed_today``, ``failed_today``,
           ``high_priority_waiting`` (priority 80 or more).
     """
@@ -159,6 +183,8 @@ def get_statistics(queue: str | None = None) -> dict[str, Any]:
         elif status in launching:
             counts["launching"] += n
     counts.update(_windows(jobs))
+    counts["waiting_for_jobs"] = _waiting_for_jobs(jobs, timezone.now())
+    counts["ready"] = max(counts["ready"] - counts["waiting_for_jobs"], 0)
     counts["total"] = sum(by_status.values())
     counts["running"] = by_status[JobStatus.RUNNING]
     counts["paused"] = by_status[JobStatus.PAUSED]
@@ -179,6 +205,7 @@ def get_statistics(queue: str | None = None) -> dict[str, Any]:
         },
         "status_distribution": {status: by_status.get(status, 0) for status in JobStatus.values},
         "queue_distribution": dict(sorted(by_queue.items())),
+        "task_type_distribution": _kinds(jobs, counts["total"]),
         "error_distribution": {
             code: {
                 "count": n,
@@ -204,6 +231,7 @@ def get_statistics(queue: str | None = None) -> dict[str, Any]:
                 "queue_depth",
                 "ready",
                 "ready_in_paused_queues",
+                "waiting_for_jobs",
                 "running",
                 "scheduled",
                 "launching",

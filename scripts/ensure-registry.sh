@@ -2,12 +2,17 @@
 # Make sure a local Docker registry answers on http://127.0.0.1:5000 and holds
 # the test image, for the pull/push tests:
 #     127.0.0.1:5000/container-manager-test/busybox:latest
+# and that a second one, with htpasswd authentication, answers on
+# http://127.0.0.1:5001 (user cm-test, password cm-test-secret), for the
+# tests of registry credentials.
 #
 #   - runs scripts/ensure-docker.sh first if the engine or the image is missing;
-#   - installs Debian's docker-registry if absent;
+#   - installs Debian's docker-registry (and apache2-utils, for htpasswd) if absent;
 #   - if nothing answers on 127.0.0.1:5000, starts the registry in the
 #     background (it stays up) with its own config and storage under
 #     $STATE_DIR/registry, bound to loopback only;
+#   - the same for 127.0.0.1:5001 under $STATE_DIR/registry-auth, with a
+#     bcrypt htpasswd file;
 #   - pushes the test image when the registry lacks it (or holds an older
 #     build), then checks a pull of it works.
 #
@@ -21,6 +26,11 @@ STATE_DIR=/var/lib/container-manager-test
 REG_DIR=$STATE_DIR/registry
 REG_LOG=/var/log/container-manager-registry.log
 REG_ADDR=127.0.0.1:5000
+AUTH_DIR=$STATE_DIR/registry-auth
+AUTH_LOG=/var/log/container-manager-registry-auth.log
+AUTH_ADDR=127.0.0.1:5001
+AUTH_USER=cm-test
+AUTH_PASSWORD=cm-test-secret
 SOCK=unix:///var/run/docker.sock
 TEST_IMAGE=container-manager-test/busybox:latest
 REMOTE_IMAGE=$REG_ADDR/$TEST_IMAGE
@@ -42,6 +52,10 @@ alive() {
     [ -n "$state" ] && [ "$state" != Z ]
 }
 registry_answers() { curl -fsS -m 2 -o /dev/null "http://$REG_ADDR/v2/" 2>/dev/null; }
+# The registry with authentication answers 401 to anyone else, 200 to the test user.
+auth_registry_answers() {
+    curl -fsS -m 2 -o /dev/null -u "$AUTH_USER:$AUTH_PASSWORD" "http://$AUTH_ADDR/v2/" 2>/dev/null
+}
 # True when the registry's manifest for the tag points at the same image
 # (its config digest is the local image ID), so a rebuilt image is re-pushed.
 image_in_registry() {
@@ -62,26 +76,30 @@ fi
 missing=()
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]} and not root, cannot install"
     log "installing ${missing[*]}"
     apt_install "${missing[@]}"
 fi
 
-# --- registry ---------------------------------------------------------------
-if registry_answers; then
-    log "registry already answering on $REG_ADDR"
-else
-    [ "$(id -u)" -eq 0 ] || die "no registry on $REG_ADDR and not root, cannot start one"
+# --- registries -------------------------------------------------------------
+# start_registry ADDR DIR LOG READY_CHECK [AUTH_YAML]: start docker-registry on
+# ADDR (loopback) in the background, with its config and storage under DIR,
+# and wait until READY_CHECK succeeds.
+start_registry() {
+    local addr=$1 dir=$2 reg_log=$3 ready=$4 auth_yaml=${5:-}
+    local port=${addr##*:} started_pid deadline problem
+    [ "$(id -u)" -eq 0 ] || die "no registry on $addr and not root, cannot start one"
     # Port taken by something that is not a registry: say so rather than
     # waiting for a start that can only fail with "address already in use".
-    if command -v ss >/dev/null 2>&1 && ss -Hltn "sport = :5000" | grep -q .; then
-        die "port 5000 is in use but no registry answers on http://$REG_ADDR/v2/: $(ss -Hltnp 'sport = :5000' | head -n 1)"
+    if command -v ss >/dev/null 2>&1 && ss -Hltn "sport = :$port" | grep -q .; then
+        die "port $port is in use but no registry answers on http://$addr/v2/: $(ss -Hltnp "sport = :$port" | head -n 1)"
     fi
-    mkdir -p "$REG_DIR/data"
+    mkdir -p "$dir/data"
     # Own config rather than the package's /etc/docker/registry/config.yml,
     # which listens on all interfaces. Deletion on, for cleanup in tests.
-    cat >"$REG_DIR/config.yml" <<EOF
+    cat >"$dir/config.yml" <<EOF
 version: 0.1
 log:
   level: warn
@@ -89,35 +107,55 @@ log:
     disabled: true
 storage:
   filesystem:
-    rootdirectory: $REG_DIR/data
+    rootdirectory: $dir/data
   delete:
     enabled: true
 http:
-  addr: $REG_ADDR
+  addr: $addr
   # Fixed only to silence the "no HTTP secret" warning; one instance, loopback.
   secret: container-manager-test
+$auth_yaml
 EOF
-    printf '\n=== %s ensure-registry starting docker-registry ===\n' "$(date -Is)" >>"$REG_LOG"
+    printf '\n=== %s ensure-registry starting docker-registry ===\n' "$(date -Is)" >>"$reg_log"
     # setsid: own session, so the caller's job control does not stop it.
-    setsid nohup docker-registry serve "$REG_DIR/config.yml" >>"$REG_LOG" 2>&1 </dev/null 9>&- &
+    setsid nohup docker-registry serve "$dir/config.yml" >>"$reg_log" 2>&1 </dev/null 9>&- &
     started_pid=$!
-    echo "$started_pid" >"$REG_DIR/registry.pid"
-    log "started docker-registry (pid $started_pid), log in $REG_LOG"
+    echo "$started_pid" >"$dir/registry.pid"
+    log "started docker-registry on $addr (pid $started_pid), log in $reg_log"
     deadline=$((SECONDS + WAIT_SECONDS))
-    until registry_answers; do
+    until "$ready"; do
         problem=
         if ! alive "$started_pid"; then
-            problem="docker-registry exited during start-up"
+            problem="docker-registry on $addr exited during start-up"
         elif [ "$SECONDS" -ge "$deadline" ]; then
-            problem="registry did not answer on http://$REG_ADDR/v2/ within ${WAIT_SECONDS}s"
+            problem="registry did not answer on http://$addr/v2/ within ${WAIT_SECONDS}s"
         fi
         if [ -n "$problem" ]; then
-            echo "--- last lines of $REG_LOG ---" >&2
-            tail -n 20 "$REG_LOG" >&2 || true
+            echo "--- last lines of $reg_log ---" >&2
+            tail -n 20 "$reg_log" >&2 || true
             die "$problem"
         fi
         sleep 0.3
     done
+}
+
+if registry_answers; then
+    log "registry already answering on $REG_ADDR"
+else
+    start_registry "$REG_ADDR" "$REG_DIR" "$REG_LOG" registry_answers
+fi
+
+if auth_registry_answers; then
+    log "registry with authentication already answering on $AUTH_ADDR"
+else
+    [ "$(id -u)" -eq 0 ] || die "no registry on $AUTH_ADDR and not root, cannot start one"
+    mkdir -p "$AUTH_DIR"
+    # bcrypt (-B): the only hash docker-registry's htpasswd backend accepts.
+    quiet htpasswd -Bbc "$AUTH_DIR/htpasswd" "$AUTH_USER" "$AUTH_PASSWORD"
+    start_registry "$AUTH_ADDR" "$AUTH_DIR" "$AUTH_LOG" auth_registry_answers "auth:
+  htpasswd:
+    realm: container-manager-test
+    path: $AUTH_DIR/htpasswd"
 fi
 
 # --- test image in the registry --------------------------------------------
@@ -133,4 +171,4 @@ else
     log "pushed $REMOTE_IMAGE and pulled it back"
 fi
 
-log "registry $(docker-registry --version 2>/dev/null | awk '{print $NF}') ready on http://$REG_ADDR"
+log "registry $(docker-registry --version 2>/dev/null | awk '{print $NF}') ready on http://$REG_ADDR, with authentication on http://$AUTH_ADDR"

@@ -13,17 +13,20 @@ Loaded by ``tests/conftest.py`` (``pytest_plugins``). What it gives:
   under ``CI``.
 - ``docker_host`` / ``docker_executor``: an (unsaved) ExecutorHost on the
   local socket, and its executor; ``tls_docker_host`` the same engine over
-  ``tcp://127.0.0.1:2376`` with TLS; ``registry`` the local registry.
+  ``tcp://127.0.0.1:2376`` with TLS; ``registry`` the local registry;
+  ``auth_registry`` the local registry that asks for credentials.
 - ``local_host`` / ``local_executor``: the local-process backend.
 - ``make_spec(command, ...)``: a LaunchSpec with a job id unique in the run.
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import secrets
 import socket
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +46,10 @@ TLS_URL = "tcp://127.0.0.1:2376"
 TLS_DIR = Path("/var/lib/container-manager-test/tls")
 REGISTRY = "127.0.0.1:5000"
 REGISTRY_IMAGE = f"{REGISTRY}/{TEST_IMAGE}"
+#: The registry that asks for credentials (htpasswd), started by scripts/ensure-registry.sh.
+AUTH_REGISTRY = "127.0.0.1:5001"
+AUTH_REGISTRY_USER = "cm-test"
+AUTH_REGISTRY_PASSWORD = "cm-test-secret"
 
 _job_ids = itertools.count(1_000_001)
 
@@ -170,6 +177,36 @@ def registry(docker_engine) -> str:
     except OSError:
         missing_part(f"Docker registry on {REGISTRY} (run scripts/ensure-registry.sh)")
     return REGISTRY
+
+
+def _http_status(request: urllib.request.Request | str) -> int:
+    try:
+        with urllib.request.urlopen(request, timeout=2) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.fixture
+def auth_registry(docker_engine) -> dict[str, str]:
+    """The registry with htpasswd authentication: its ``address``, ``username``, ``password``."""
+    url = f"http://{AUTH_REGISTRY}/v2/"
+    token = base64.b64encode(f"{AUTH_REGISTRY_USER}:{AUTH_REGISTRY_PASSWORD}".encode()).decode()
+    what = f"Docker registry with authentication on {AUTH_REGISTRY}"
+    try:
+        anonymous = _http_status(url)
+        known = _http_status(
+            urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+        )
+    except OSError as exc:
+        missing_part(f"{what} ({exc}; run scripts/ensure-registry.sh)")
+    if (anonymous, known) != (401, 200):
+        missing_part(f"{what} (it answers {anonymous} without and {known} with the test user)")
+    return {
+        "address": AUTH_REGISTRY,
+        "username": AUTH_REGISTRY_USER,
+        "password": AUTH_REGISTRY_PASSWORD,
+    }
 
 
 @pytest.fixture

@@ -25,3 +25,9 @@ if os.environ.get("CM_TEST_RUN_LABEL"):
     CONTAINER_MANAGER["CONTAINER_LABELS"] = {label: value}
 if os.environ.get("CM_TEST_NAME_PREFIX"):
     CONTAINER_MANAGER["CONTAINER_NAME_PREFIX"] = os.environ["CM_TEST_NAME_PREFIX"]
+if os.environ.get("CM_TEST_REGISTRY"):
+    # One registry's credentials, the password in CM_TEST_REGISTRY_PASSWORD.
+    address, _, username = os.environ["CM_TEST_REGISTRY"].partition("=")
+    CONTAINER_MANAGER["REGISTRIES"] = {
+        address: {"username": username, "password_env": "CM_TEST_REGISTRY_PASSWORD"}
+    }

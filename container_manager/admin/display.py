@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from container_manager.admin.filters import priority_band
-from container_manager.states import JobStatus
+from container_manager.states import JobKind, JobStatus
 
-#: Characters of ``last_error`` shown in the job list (the rest is in the tooltip).
-ERROR_PREVIEW_CHARS = 60
+if TYPE_CHECKING:
+    from container_manager.models import ContainerJob
+
+#: Characters of ``last_error`` put in the job list's row (cut to its width
+#: there; the whole message is in the tooltip and on the job's page).
+ERROR_PREVIEW_CHARS = 200
 
 _PRIORITY_ARROWS = {"high": "▲", "normal": "●", "low": "▼"}
 _QUEUE_STATUS_LABELS = {
@@ -24,8 +29,15 @@ _QUEUE_STATUS_LABELS = {
 }
 
 
-def badge(kind: str, value: str, label: str) -> SafeString:
-    """A coloured label: ``<span class="cm-badge cm-<kind>-<value>">label</span>``."""
+def badge(kind: str, value: str, label: str, tooltip: str = "") -> SafeString:
+    """A coloured label: ``<span class="cm-badge cm-<kind>-<value>">label</span>``.
+
+    A ``tooltip`` (the whole text of a label the list cuts) goes in ``title``.
+    """
+    if tooltip:
+        return format_html(
+            '<span class="cm-badge cm-{}-{}" title="{}">{}</span>', kind, value, tooltip, label
+        )
     return format_html('<span class="cm-badge cm-{}-{}">{}</span>', kind, value, label)
 
 
@@ -50,6 +62,35 @@ def queue_status_badge(value: str) -> SafeString:
     return badge("qs", value, _QUEUE_STATUS_LABELS.get(value, value))
 
 
+def queue_status_tells_more(status: str, queue_status: str) -> bool:
+    """Whether the queue status says what the status alone does not.
+
+    A waiting job whose time has not come (scheduled), a failed launch, and
+    whether a failed or cancelled job had launched; "Queued" beside a queued
+    job or "Launched" beside a running one says nothing new.
+    """
+    if queue_status in {"scheduled", "launch_failed"}:
+        return True
+    return queue_status == "launched" and status in {JobStatus.FAILED, JobStatus.CANCELLED}
+
+
+def status_with_queue_status(status: str, queue_status: str) -> SafeString:
+    """The status badge, and the queue status badge where it tells more; both in the tooltip."""
+    label = _QUEUE_STATUS_LABELS.get(queue_status, queue_status)
+    if not queue_status_tells_more(status, queue_status):
+        return format_html(
+            '<span class="cm-status-cell" title="Queue status: {}">{}</span>',
+            label,
+            status_badge(status),
+        )
+    return format_html(
+        '<span class="cm-status-cell" title="Queue status: {}">{} {}</span>',
+        label,
+        status_badge(status),
+        queue_status_badge(queue_status),
+    )
+
+
 def priority_indicator(priority: int) -> SafeString:
     """An arrow for the priority band (▲ high, ● normal, ▼ low) and the number."""
     band = priority_band(priority)
@@ -63,16 +104,21 @@ def priority_indicator(priority: int) -> SafeString:
 
 
 def progress_bar(percent: int, caption: str = "") -> SafeString:
-    """A bar filled to ``percent`` (0-100), with an optional caption after it."""
+    """A bar filled to ``percent`` (0-100), with an optional caption after it.
+
+    The text (percentage and caption) is also its tooltip: the job list cuts
+    a long caption to the column's width.
+    """
     percent = max(0, min(100, int(percent)))
+    text = f"{percent}%{f' {caption}' if caption else ''}"
     return format_html(
         '<span class="cm-nowrap"><span class="cm-progress" title="{}%"><span '
         'class="cm-progress-fill" style="width: {}%"></span></span> '
-        '<span class="cm-progress-text">{}%{}</span></span>',
+        '<span class="cm-progress-text" title="{}">{}</span></span>',
         percent,
         percent,
-        percent,
-        f" {caption}" if caption else "",
+        text,
+        text,
     )
 
 
@@ -107,21 +153,121 @@ def human_duration(value: timedelta | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def error_summary(message: str) -> str:
+    """The message on one line; of a Python traceback, its last line (the exception)."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Traceback (most recent call last)"):
+        return lines[-1].strip()
+    return " ".join(message.split())
+
+
 def error_preview(code: str, message: str) -> SafeString | str:
-    """The error code and the start of the message; the whole message as a tooltip."""
+    """The error code and the start of the message, on one line; the whole message as a tooltip.
+
+    The message's lines are joined by spaces (a traceback gives its last
+    line); the list cuts the line to the column's width.
+    """
     if not code and not message:
         return "-"
-    short = message if len(message) <= ERROR_PREVIEW_CHARS else message[:ERROR_PREVIEW_CHARS] + "…"
+    line = error_summary(message)
+    short = line if len(line) <= ERROR_PREVIEW_CHARS else line[:ERROR_PREVIEW_CHARS] + "…"
+    if not code:
+        return format_html('<span class="cm-error" title="{}">{}</span>', message, short)
     return format_html(
-        '<span class="cm-error" title="{}"><code>{}</code><br>{}</span>', message, code, short
+        '<span class="cm-error" title="{}"><code>{}</code> {}</span>', message or code, code, short
     )
 
 
-def pre(text: str, empty: str = "(no output)") -> SafeString:
-    """Text in a ``<pre>`` block, escaped: a job printing ``<script>`` shows the text."""
+def pre(text: str, empty: str = "(no output)", *, whole: bool = False) -> SafeString:
+    """Text in a ``<pre>`` block, escaped: a job printing ``<script>`` shows the text.
+
+    Args:
+        text: The text.
+        empty: Shown instead when there is no text.
+        whole: Show every line (an error message); by default a long text
+            scrolls inside a block of limited height (output).
+    """
     if not text:
         return format_html('<span class="cm-empty">{}</span>', empty)
+    if whole:
+        return format_html('<pre class="cm-output cm-output-whole">{}</pre>', text)
     return format_html('<pre class="cm-output">{}</pre>', text)
+
+
+#: The job list's short names of the job kinds.
+KIND_LABELS = {"run": "run", "image_pull": "pull", "image_build": "build", "image_push": "push"}
+
+
+def kind_label(kind: str) -> SafeString | str:
+    """A job kind in a word (``build``), its full name in the tooltip; image tasks stand out."""
+    short = KIND_LABELS.get(kind, kind)
+    full = JobKind(kind).label if kind in JobKind.values else kind
+    return format_html('<span class="cm-kind cm-kind-{}" title="{}">{}</span>', short, full, short)
+
+
+def ellipsis(text: str, kind: str) -> SafeString | str:
+    """Text the list's CSS cuts to its column (``cm-cut-<kind>``); whole in the tooltip."""
+    if not text:
+        return "-"
+    return format_html('<span class="cm-cut cm-cut-{}" title="{}">{}</span>', kind, text, text)
+
+
+def _time_text(value: datetime) -> str:
+    local = timezone.localtime(value)
+    if local.date() == timezone.localdate():
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _full_time(value: datetime) -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def job_when(job: ContainerJob) -> SafeString:
+    """The job's latest event with its time: ``ended 14:05:09``, ``due 20:00:00``.
+
+    Ended (``completed_at``), launched, due (a waiting job's ``scheduled_for``
+    still to come), queued, or created. Every time the job has is in the
+    tooltip, with its date.
+    """
+    now = timezone.now()
+    if job.completed_at is not None:
+        verb, value = "ended", job.completed_at
+    elif job.launched_at is not None:
+        verb, value = "launched", job.launched_at
+    elif job.is_queued and job.scheduled_for is not None and job.scheduled_for > now:
+        verb, value = "due", job.scheduled_for
+    elif job.queued_at is not None:
+        verb, value = "queued", job.queued_at
+    else:
+        verb, value = "created", job.created_at
+    events = (
+        ("Created", job.created_at),
+        ("Queued", job.queued_at),
+        ("Scheduled for", job.scheduled_for),
+        ("Launched", job.launched_at),
+        ("Started", job.started_at),
+        ("Ended", job.completed_at),
+    )
+    tooltip = "\n".join(f"{label}: {_full_time(at)}" for label, at in events if at is not None)
+    return format_html(
+        '<span class="cm-when" title="{}"><span class="cm-when-verb">{}</span> '
+        '<time datetime="{}">{}</time></span>',
+        tooltip,
+        verb,
+        value.isoformat(),
+        _time_text(value),
+    )
+
+
+def time_ago(value: datetime) -> SafeString:
+    """How long ago, ``5.3 s ago``; the date and time in the tooltip and ``datetime``."""
+    return format_html(
+        '<time datetime="{}" title="{}">{} ago</time>',
+        value.isoformat(),
+        _full_time(value),
+        human_duration(timezone.now() - value),
+    )
 
 
 def short_time(value: datetime | None) -> SafeString | str:
@@ -131,14 +277,9 @@ def short_time(value: datetime | None) -> SafeString | str:
     """
     if value is None:
         return "-"
-    local = timezone.localtime(value)
-    if local.date() == timezone.localdate():
-        text = local.strftime("%H:%M:%S")
-    else:
-        text = local.strftime("%Y-%m-%d %H:%M:%S")
     return format_html(
         '<time datetime="{}" title="{}">{}</time>',
         value.isoformat(),
-        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        text,
+        _full_time(value),
+        _time_text(value),
     )

@@ -94,7 +94,10 @@ class ExecutorHostAdmin(SafeInputAdminMixin, admin.ModelAdmin):
     def health_badge(self, host: ExecutorHost) -> SafeString:
         label = host.get_health_status_display()
         if host.health_error:
-            label = f"{label}: {host.health_error[:80]}"
+            full = f"{label}: {host.health_error}"
+            return display.badge(
+                "health", host.health_status, f"{label}: {host.health_error[:80]}", full
+            )
         return display.badge("health", host.health_status, label)
 
     def _apply(self, request: HttpRequest, queryset: QuerySet[ExecutorHost], pause: bool) -> None:

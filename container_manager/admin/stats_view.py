@@ -15,7 +15,7 @@ from container_manager.admin.filters import known_queue_names
 from container_manager.models import JobQueue
 from container_manager.models.queue import check_queue_name
 from container_manager.queue import queue_manager
-from container_manager.states import TERMINAL_STATUSES, JobStatus
+from container_manager.states import TERMINAL_STATUSES, JobKind, JobStatus
 from container_manager.stats import get_statistics
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ ADMIN_FIGURES: tuple[tuple[str, str], ...] = (
     ("queue_depth", "Queue depth"),
     ("ready", "Ready to launch"),
     ("ready_in_paused_queues", "Ready, but their queue is paused"),
+    ("waiting_for_jobs", "Due, but waiting for other jobs"),
     ("running", "Running"),
     ("scheduled", "Scheduled"),
     ("completed_today", "Completed today"),
@@ -112,6 +113,7 @@ def statistics_context(request: HttpRequest, model_admin: Any) -> dict[str, Any]
         "status_bars": _bars(status_counts, labels),
         "terminal_statuses": sorted(TERMINAL_STATUSES),
         "error_bars": error_bars,
+        "kind_bars": _bars(dict(stats["task_type_distribution"]), dict(JobKind.choices)),
         "can_control_queues": request.user.has_perm(QUEUE_CONTROL_PERMISSION),
         "control_url": reverse(
             f"{model_admin.admin_site.name}:container_manager_containerjob_queue_control"

@@ -55,16 +55,15 @@ class WorkerAdmin(SafeInputAdminMixin, admin.ModelAdmin):
     """Workers are registered by themselves; the admin only shows them."""
 
     list_display = (
-        "worker_id",
+        "worker_display",
         "alive_badge",
         "status",
         "last_heartbeat",
-        "heartbeat_age",
         "held",
         "queues_display",
-        "max_concurrent",
-        "jobs_launched",
-        "jobs_finished",
+        "max_jobs",
+        "launched",
+        "finished",
     )
     list_filter = (AliveFilter, "status", "hostname")
     show_facets = admin.ShowFacets.NEVER
@@ -120,6 +119,10 @@ class WorkerAdmin(SafeInputAdminMixin, admin.ModelAdmin):
             .annotate(held_count=Coalesce(Subquery(held, output_field=IntegerField()), Value(0)))
         )
 
+    @admin.display(description="worker id", ordering="worker_id")
+    def worker_display(self, worker: Worker) -> SafeString | str:
+        return display.ellipsis(worker.worker_id, "worker")
+
     @admin.display(description="alive", boolean=False)
     def alive_badge(self, worker: Worker) -> SafeString:
         if is_alive(worker):
@@ -130,12 +133,8 @@ class WorkerAdmin(SafeInputAdminMixin, admin.ModelAdmin):
         return display.badge("alive", "no", "Not alive")
 
     @admin.display(description="last heartbeat", ordering="last_heartbeat_at")
-    def last_heartbeat(self, worker: Worker) -> SafeString | str:
-        return display.short_time(worker.last_heartbeat_at)
-
-    @admin.display(description="heartbeat age")
-    def heartbeat_age(self, worker: Worker) -> str:
-        return display.human_duration(timezone.now() - worker.last_heartbeat_at)
+    def last_heartbeat(self, worker: Worker) -> SafeString:
+        return display.time_ago(worker.last_heartbeat_at)
 
     @admin.display(description="jobs held", ordering="held_count")
     def held(self, worker: Any) -> SafeString:
@@ -145,8 +144,21 @@ class WorkerAdmin(SafeInputAdminMixin, admin.ModelAdmin):
         )
 
     @admin.display(description="queues")
-    def queues_display(self, worker: Worker) -> str:
-        return ", ".join(str(q) for q in worker.queues) if worker.queues else "all"
+    def queues_display(self, worker: Worker) -> SafeString | str:
+        return display.ellipsis(", ".join(str(q) for q in worker.queues) or "all", "queues")
+
+    @admin.display(description="max jobs", ordering="max_concurrent")
+    def max_jobs(self, worker: Worker) -> int:
+        """Jobs the worker runs at once at most (``max_concurrent``)."""
+        return worker.max_concurrent
+
+    @admin.display(description="launched", ordering="jobs_launched")
+    def launched(self, worker: Worker) -> int:
+        return worker.jobs_launched
+
+    @admin.display(description="finished", ordering="jobs_finished")
+    def finished(self, worker: Worker) -> int:
+        return worker.jobs_finished
 
     @admin.display(description="jobs held now")
     def held_jobs(self, worker: Worker) -> SafeString | str:

@@ -16,11 +16,10 @@ from rest_framework.views import APIView
 from container_manager import operations
 from container_manager.api.errors import error_body, handle_exception
 from container_manager.api.permissions import ModelPermission, permission_for
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerJob
 from container_manager.models.validation import json_problem, text_problem
 from container_manager.operations import OperationError
-from container_manager.queue import queue_manager
-from container_manager.states import JobStatus
+from container_manager.states import JobKind, JobStatus
 from container_manager.stats import get_statistics
 
 #: Most jobs one page of ``GET jobs/`` lists.
@@ -142,6 +141,17 @@ class JobCreateSerializer(serializers.Serializer):
     )
     retry_strategy = serializers.CharField(required=False, max_length=50)
     schedule_for = serializers.DateTimeField(required=False, allow_null=True)
+    kind = serializers.ChoiceField(choices=list(JobKind.values), required=False)
+    image_options = serializers.DictField(required=False)
+    context = serializers.CharField(
+        required=False, help_text="A build's context: a tar archive, base64-encoded."
+    )
+    after = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        required=False,
+        max_length=1000,
+        help_text="Ids of jobs that must complete before this one starts.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = (
@@ -210,21 +220,13 @@ class JobsView(ApiView):
                 ),
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        fields = dict(serializer.validated_data)
-        schedule_for = fields.pop("schedule_for", None)
-        host_name = fields.pop("host", None)
-        if host_name is not None:
-            host = ExecutorHost.objects.filter(name=host_name).first()
-            if host is None:
-                raise OperationError(
-                    "QUEUE_TASK_NOT_FOUND", f"No host named {host_name!r}", "not_found"
-                )
-            fields["host"] = host
-        job = queue_manager.create_and_queue(schedule_for=schedule_for, **fields)
-        return Response(
-            {"success": True, "task": operations.task_info(job, detailed=True)},
-            status=status.HTTP_201_CREATED,
-        )
+        made = operations.create_task(dict(serializer.validated_data))
+        body: dict[str, Any] = {"success": True}
+        if isinstance(made, list):
+            body["tasks"] = [operations.task_info(job, detailed=True) for job in made]
+        else:
+            body["task"] = operations.task_info(made, detailed=True)
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 def _first_error(errors: Any) -> str:

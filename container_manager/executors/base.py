@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import shlex
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -82,6 +83,9 @@ class LaunchSpec:
     user: str = ""
     timeout_seconds: int = 3600
     labels: dict[str, str] = field(default_factory=dict)
+    #: The credentials of the image's registry (``REGISTRIES``), for a pull
+    #: the launch needs; never printed.
+    registry_auth: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -185,10 +189,77 @@ class HealthReport:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class ImageStep:
+    """Where an image task is: its phase, a readable step and, when known, a percentage.
+
+    Attributes:
+        phase: ``pulling`` (resolving what to fetch), ``downloading`` (layers
+            coming in), ``building`` or ``uploading`` (layers going out): the
+            job status the task is in.
+        step: What a person reads: ``Downloading 3/5 layers``, ``Step 3/7 : RUN make``.
+        percent: 0-100, or None when the engine gives no measure.
+    """
+
+    phase: str
+    step: str
+    percent: int | None = None
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """What to build: a context (a tar archive, or a Dockerfile text and files) and options.
+
+    Attributes:
+        context: A tar archive of the build context, or empty to build from
+            ``dockerfile`` and ``files``.
+        dockerfile: With a context: the Dockerfile's path in it (empty for
+            ``Dockerfile``). Without one: the Dockerfile's text.
+        files: Without a context: more files of the context, path to text.
+        build_args: ``ARG`` values.
+        target: The stage to build, or empty for the last.
+        tags: The references the image gets (``registry/name:tag``); the first
+            is the job's image.
+        labels: Labels of the image.
+        platform: ``os/arch`` to build for, or empty for the engine's own.
+    """
+
+    context: bytes = b""
+    dockerfile: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    tags: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    platform: str = ""
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """How an image task ended, when it succeeded.
+
+    Attributes:
+        image_id: The image's id (``sha256:...``) on the host.
+        digest: The registry's digest of a pushed or pulled image, when known.
+        output: The task's readable log (build output, or the pull's/push's
+            status lines), at most ``LOG_MAX_BYTES`` with a marker.
+        is_output_truncated: The cap was reached.
+        pushed: A build that pushed its tags: each tag with its digest.
+    """
+
+    image_id: str = ""
+    digest: str = ""
+    output: str = ""
+    is_output_truncated: bool = False
+    pushed: dict[str, str] = field(default_factory=dict)
+
+
 #: Called with each progress line a running container prints.
 ProgressCallback = Callable[[Progress], None]
 #: Called with each launch step the executor passes through ("pulling", "preparing").
 StepCallback = Callable[[str], None]
+#: Called with each step of an image task (pull, build, push).
+ImageStepCallback = Callable[[ImageStep], None]
 
 
 class Executor(abc.ABC):
@@ -258,6 +329,52 @@ class Executor(abc.ABC):
     def resume(self, ref: ContainerRef) -> None:
         """Thaw a paused container."""
         raise NotImplementedError(f"{type(self).__name__} cannot resume")
+
+    # Image tasks: pull, build and push as jobs of their own (docs/image-tasks.md).
+    # Each blocks until done; it stops early, raising ImageTaskCancelled, once
+    # ``cancel`` is set (the worker sets it when the job is cancelled). Errors
+    # are ExecutorError leaves with the codes DOCKER_PULL_FAILED,
+    # DOCKER_BUILD_FAILED, DOCKER_PUSH_FAILED, DOCKER_AUTHENTICATION_FAILED,
+    # DOCKER_REGISTRY_ERROR or DOCKER_IMAGE_NOT_FOUND. ``auth`` is the
+    # registry's credentials as the engine takes them (``username``,
+    # ``password``, ``serveraddress``), or None.
+
+    supports_images: ClassVar[bool] = False
+    """Can this executor pull, build and push images?"""
+
+    def pull_image(
+        self,
+        reference: str,
+        *,
+        platform: str = "",
+        auth: dict[str, str] | None = None,
+        on_step: ImageStepCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImageResult:
+        """Pull ``reference`` onto this host."""
+        raise NotImplementedError(f"{type(self).__name__} cannot pull images")
+
+    def build_image(
+        self,
+        spec: BuildSpec,
+        *,
+        auth: dict[str, dict[str, str]] | None = None,
+        on_step: ImageStepCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImageResult:
+        """Build an image on this host; ``auth`` maps registries to credentials for base images."""
+        raise NotImplementedError(f"{type(self).__name__} cannot build images")
+
+    def push_image(
+        self,
+        reference: str,
+        *,
+        auth: dict[str, str] | None = None,
+        on_step: ImageStepCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImageResult:
+        """Push ``reference`` (a local image's tag) to its registry."""
+        raise NotImplementedError(f"{type(self).__name__} cannot push images")
 
     @abc.abstractmethod
     def health_check(self) -> HealthReport:

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import docker
+import docker.auth
 import docker.errors
 import requests
 import urllib3
@@ -45,14 +46,18 @@ from container_manager.exceptions import (
     InvalidLaunchSpecError,
     RegistryAuthenticationError,
 )
+from container_manager.executors import docker_images
 from container_manager.executors.base import (
     LABEL_ATTEMPT,
     LABEL_JOB,
     LABEL_MANAGED,
+    BuildSpec,
     ContainerRef,
     Executor,
     ExitStatus,
     HealthReport,
+    ImageResult,
+    ImageStepCallback,
     LaunchSpec,
     Logs,
     Progress,
@@ -63,6 +68,7 @@ from container_manager.executors.base import (
 )
 from container_manager.executors.docker_events import CompletionTracker
 from container_manager.executors.docker_streams import read_capped, ref_from_labels, report_progress
+from container_manager.registries import registry_of
 
 if TYPE_CHECKING:
     from container_manager.models import ExecutorHost
@@ -167,10 +173,56 @@ def _seconds(config: dict[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
+def _cut_stream(response: requests.Response) -> None:
+    """Shut down the socket under a streamed response, so a read blocked on it fails now."""
+    try:
+        CancellableStream(None, response).close()
+    except Exception as exc:
+        logger.debug("Closing a stream: %s", exc)
+    response.close()
+
+
+class _ImageTaskClient:
+    """A client of one image task's own, whose stream another thread can cut.
+
+    Every response it receives is kept (requests' response hook), so
+    :meth:`close` can shut down the socket a blocked stream read waits on;
+    a response that arrives after that is cut at once.
+    """
+
+    def __init__(self, client: docker.DockerClient, auth: dict[str, dict[str, str]] | None):
+        self.api = client.api
+        self._lock = threading.Lock()
+        self._responses: list[requests.Response] = []
+        self._is_closed = False
+        self.api.hooks["response"].append(self._keep)
+        if auth:
+            # What the SDK sends a build as X-Registry-Config: only these
+            # credentials, instead of the worker's own ~/.docker/config.json.
+            self.api._auth_configs = docker.auth.AuthConfig({"auths": dict(auth)})
+
+    def _keep(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            is_closed = self._is_closed
+            if not is_closed:
+                self._responses.append(response)
+        if is_closed:
+            _cut_stream(response)
+
+    def close(self) -> None:
+        with self._lock:
+            self._is_closed = True
+            responses, self._responses = self._responses, []
+        for response in responses:
+            _cut_stream(response)
+        self.api.close()
+
+
 class DockerExecutor(Executor):
     """Runs attempts as containers on one Docker engine."""
 
     supports_pause = True
+    supports_images = True
 
     def __init__(self, host: ExecutorHost) -> None:
         super().__init__(host)
@@ -226,7 +278,7 @@ class DockerExecutor(Executor):
         with self._lock:
             return self._clients.setdefault(timeout, client)
 
-    def _connect(self, url: str, timeout: float, version: str) -> docker.DockerClient:
+    def _connect(self, url: str, timeout: float | None, version: str) -> docker.DockerClient:
         client = docker.DockerClient(
             base_url=url, timeout=timeout, tls=self._tls or False, version=version
         )
@@ -266,7 +318,7 @@ class DockerExecutor(Executor):
         existing = self._inspect_by_name(spec.job_id, spec.attempt)
         if existing is not None:
             return self._adopt(existing)
-        self._ensure_image(spec.image, on_step)
+        self._ensure_image(spec.image, on_step, spec.registry_auth)
         try:
             container = client.containers.create(**self._create_options(spec))
         except docker.errors.APIError as exc:
@@ -361,7 +413,9 @@ class DockerExecutor(Executor):
             self._start(ref.container_id, ref.job_id)
         return ref
 
-    def _ensure_image(self, image: str, on_step: StepCallback | None) -> None:
+    def _ensure_image(
+        self, image: str, on_step: StepCallback | None, auth: dict[str, str] | None = None
+    ) -> None:
         try:
             self._client().api.inspect_image(image)
             return
@@ -375,16 +429,20 @@ class DockerExecutor(Executor):
             )
         if on_step is not None:
             on_step("pulling")
-        self._pull(image)
+        self._pull(image, auth)
 
-    def _pull(self, image: str) -> None:
+    def _pull(self, image: str, auth: dict[str, str] | None = None) -> None:
         repository, tag = parse_repository_tag(image)
         if tag is None and "@" not in image:
             tag = "latest"
         api = self._client(self.pull_timeout_seconds).api
         try:
             for line in api.pull(
-                repository, tag=tag, stream=True, decode=True, auth_config=self._registry_auth
+                repository,
+                tag=tag,
+                stream=True,
+                decode=True,
+                auth_config=auth or self._registry_auth,
             ):
                 if isinstance(line, dict) and line.get("error"):
                     raise _pull_error(image, str(line["error"]))
@@ -396,6 +454,95 @@ class DockerExecutor(Executor):
             error = translate_error(exc, f"pull of {image}")
             raise ImagePullError(str(error), code=error.code) from exc
         logger.info("Pulled image %s on %s", image, self.host.name)
+
+    # --- image tasks ----------------------------------------------------
+
+    def _image_engine(self) -> docker_images.ImageEngine:
+        url = self.host.connection_string or DEFAULT_URL
+        version = self._client().api.api_version
+
+        def open_task(auth: dict[str, dict[str, str]] | None) -> _ImageTaskClient:
+            # No read timeout: a build step may print nothing for minutes;
+            # cancelling the job is what stops a task that hangs.
+            return _ImageTaskClient(self._connect(url, None, version), auth)
+
+        return docker_images.ImageEngine(
+            api=self._client().api,
+            open_task=open_task,
+            translate=translate_error,
+            api_error=docker.errors.APIError,
+            not_found=docker.errors.NotFound,
+        )
+
+    def _registry_auth_for(self, registry: str) -> dict[str, str] | None:
+        """The host's ``registry_auth``, if it is for ``registry``; never sent elsewhere."""
+        auth = self._registry_auth
+        if not auth or not auth.get("serveraddress"):
+            return None
+        address = auth["serveraddress"].split("://")[-1].split("/")[0]
+        hub = ("docker.io", "index.docker.io", "registry-1.docker.io")
+        return auth if address == registry or (registry in hub and address in hub) else None
+
+    def pull_image(
+        self,
+        reference: str,
+        *,
+        platform: str = "",
+        auth: dict[str, str] | None = None,
+        on_step: ImageStepCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImageResult:
+        """Pull ``reference``; see :func:`~container_manager.executors.docker_images.pull`.
+
+        Without ``auth``, the host's ``registry_auth`` is used if it is for
+        the reference's registry.
+        """
+        auth = auth or self._registry_auth_for(registry_of(reference))
+        return docker_images.pull(
+            self._image_engine(),
+            reference,
+            platform=platform,
+            auth=auth,
+            on_step=on_step,
+            cancel=cancel,
+        )
+
+    def build_image(
+        self,
+        spec: BuildSpec,
+        *,
+        auth: dict[str, dict[str, str]] | None = None,
+        on_step: ImageStepCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImageResult:
+        """Build ``spec``; see :func:`~container_manager.executors.docker_images.build`.
+
+        Without ``auth``, the host's ``registry_auth`` is sent for its own
+        registry (``serveraddress``), for base images.
+        """
+        if auth is None and self._registry_auth and self._registry_auth.get("serveraddress"):
+            auth = {self._registry_auth["serveraddress"]: self._registry_auth}
+        return docker_images.build(
+            self._image_engine(), spec, auth=auth, on_step=on_step, cancel=cancel
+        )
+
+    def push_image(
+        self,
+        reference: str,
+        *,
+        auth: dict[str, str] | None = None,
+        on_step: ImageStepCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImageResult:
+        """Push ``reference``; see :func:`~container_manager.executors.docker_images.push`.
+
+        Without ``auth``, the host's ``registry_auth`` is used if it is for
+        the reference's registry.
+        """
+        auth = auth or self._registry_auth_for(registry_of(reference))
+        return docker_images.push(
+            self._image_engine(), reference, auth=auth, on_step=on_step, cancel=cancel
+        )
 
     # --- following ------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from container_manager.models.host import EnvironmentVariableTemplate, ExecutorHost, ExecutorType
+from container_manager.models.images import ImageBuildContext, JobDependency
 from container_manager.models.job import ContainerJob, JobQuerySet
 from container_manager.models.queue import JobQueue
 from container_manager.models.tally import JobTally
@@ -13,6 +14,8 @@ __all__ = [
     "EnvironmentVariableTemplate",
     "ExecutorHost",
     "ExecutorType",
+    "ImageBuildContext",
+    "JobDependency",
     "JobQuerySet",
     "JobQueue",
     "JobTally",

@@ -15,11 +15,12 @@ from container_manager import states
 from container_manager.conf import settings
 from container_manager.environment import validate_env_mapping
 from container_manager.exceptions import InvalidStateTransition, StaleJobError
+from container_manager.models.images import image_task_problems
 from container_manager.models.legacy import LegacyJobNames
 from container_manager.models.queries import JobQuerySet
 from container_manager.models.validation import CheckedFieldsMixin, validate_image_reference
 from container_manager.retry import RETRY_STRATEGIES, get_strategy, next_retry_at
-from container_manager.states import JobStatus
+from container_manager.states import JobKind, JobStatus
 
 PRIORITY_HIGH = 80
 PRIORITY_NORMAL = 50
@@ -36,7 +37,9 @@ SPEC_FIELDS = (
     "name",
     "queue",
     "host",
+    "kind",
     "image",
+    "image_options",
     "command",
     "is_shell_command",
     "working_directory",
@@ -154,6 +157,37 @@ class ContainerJob(LegacyJobNames, CheckedFieldsMixin, models.Model):
     network = models.CharField(max_length=200, blank=True, help_text="Empty: the host's default.")
     user = models.CharField(max_length=100, blank=True)
 
+    # Image tasks (docs/image-tasks.md): what kind of work, and its options.
+    kind = models.CharField(
+        max_length=20,
+        choices=JobKind.choices,
+        default=JobKind.RUN,
+        help_text="Run a container, or pull, build or push the image named in Image.",
+    )
+    image_options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "Image tasks only: platform; for a build dockerfile, files, build_args, "
+            "target, tags, labels, push."
+        ),
+    )
+    image_result = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="What an image task left: image_id, digest, pushed tags.",
+    )
+    depends_on = models.ManyToManyField(
+        "self",
+        symmetrical=False,
+        through="container_manager.JobDependency",
+        through_fields=("job", "depends_on"),
+        related_name="dependents",
+        blank=True,
+        help_text="Jobs that must complete before this one starts.",
+    )
+
     # Life cycle.
     status = models.CharField(
         max_length=20, choices=JobStatus.choices, default=JobStatus.PENDING, editable=False
@@ -243,6 +277,8 @@ class ContainerJob(LegacyJobNames, CheckedFieldsMixin, models.Model):
                 name="cm_job_unfinished_idx",
                 condition=Q(status__in=sorted(states.UNFINISHED_STATUSES)),
             ),
+            # Image tasks by kind (the statistics); run jobs are the rest.
+            models.Index(fields=["kind"], name="cm_job_kind_idx", condition=~Q(kind="run")),
             # Finished today / in a window, counted from the index alone.
             models.Index(
                 fields=["completed_at", "status"],
@@ -281,6 +317,11 @@ class ContainerJob(LegacyJobNames, CheckedFieldsMixin, models.Model):
                 name="cm_job_status_known",
                 violation_error_message="Status must be one of the job states.",
             ),
+            models.CheckConstraint(
+                condition=Q(kind__in=JobKind.values),
+                name="cm_job_kind_known",
+                violation_error_message="Kind must be one of the job kinds.",
+            ),
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -311,10 +352,18 @@ class ContainerJob(LegacyJobNames, CheckedFieldsMixin, models.Model):
         Raises:
             ValidationError: A field is invalid, named.
         """
-        if not self.image:
+        if not self.image and self.kind == JobKind.RUN:
             self.image = str(settings.DEFAULT_IMAGE)
         self.clean_fields(exclude=_SAVE_EXCLUDE)
         self.clean()
+
+    @classmethod
+    def check(cls, **kwargs: Any) -> list[Any]:
+        # The covering index (cm_job_unfinished_idx) speeds up PostgreSQL's
+        # statistics; SQLite makes it a plain partial index, which is all it
+        # needs. Django's warning about that (models.W040) would otherwise be
+        # printed by every command of a project on SQLite.
+        return [error for error in super().check(**kwargs) if error.id != "models.W040"]
 
     @classmethod
     def from_db(cls, *args: Any, **kwargs: Any) -> ContainerJob:
@@ -348,6 +397,7 @@ class ContainerJob(LegacyJobNames, CheckedFieldsMixin, models.Model):
             errors["status"] = (
                 f"Unknown status {self.status!r}; known: {', '.join(JobStatus.values)}."
             )
+        errors.update(image_task_problems(self))
         if not isinstance(self.environment, dict):
             errors["environment"] = (
                 "Environment must be an object of NAME: value, not "

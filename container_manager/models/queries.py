@@ -70,6 +70,32 @@ def ready_q(now: datetime, prefix: str = "") -> Q:
     return waiting_q(prefix) & due_q(now, prefix)
 
 
+def unmet_dependencies() -> models.Exists:
+    """Jobs that wait for another job that has not completed (``JobDependency``).
+
+    Used negated: ``~unmet_dependencies()`` keeps the jobs free to start.
+    """
+    from container_manager.models.images import JobDependency
+
+    return models.Exists(
+        JobDependency.objects.filter(job_id=models.OuterRef("pk")).exclude(
+            depends_on__status=JobStatus.COMPLETED
+        )
+    )
+
+
+def failed_dependencies() -> models.Exists:
+    """Jobs that wait for a job that ended without completing (failed, timed out, cancelled)."""
+    from container_manager.models.images import JobDependency
+
+    return models.Exists(
+        JobDependency.objects.filter(
+            job_id=models.OuterRef("pk"),
+            depends_on__status__in=sorted(states.TERMINAL_STATUSES - {JobStatus.COMPLETED}),
+        )
+    )
+
+
 def launching_q(prefix: str = "") -> Q:
     """Jobs a worker has claimed and is launching (validating, preparing, pulling)."""
     return _in(prefix, states.LAUNCHING_STATUSES)
@@ -285,8 +311,11 @@ class JobQuerySet(models.QuerySet[_Job]):
         return self.filter(waiting_q())
 
     def ready(self, now: datetime | None = None) -> JobQuerySet[_Job]:
-        """Jobs waiting in the queue whose time has come (``now`` defaults to the present)."""
-        return self.filter(ready_q(now or timezone.now()))
+        """Jobs waiting in the queue whose time has come and whose dependencies all completed.
+
+        ``now`` defaults to the present.
+        """
+        return self.filter(ready_q(now or timezone.now())).filter(~unmet_dependencies())
 
     def launching(self) -> JobQuerySet[_Job]:
         """Jobs claimed and being launched."""

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from container_manager.exceptions import JobNotQueueableError
-from container_manager.models import ContainerJob
+from container_manager.models import ContainerJob, ImageBuildContext
 from container_manager.models.job import QUEUE_SETTINGS_FIELDS, SPEC_FIELDS
 from container_manager.notify import announce_work
 from container_manager.queue.base import ManagerBase
@@ -71,13 +71,24 @@ class BulkQueueMixin(ManagerBase):
 
         The job it repeats, whatever its status, is left as it is.
 
+        A build's context archive is copied with it; the jobs ``job`` waited
+        for are not (they ended already).
+
         Returns:
             The new job, ``queued``.
 
         Raises:
             ValidationError: A copied field no longer validates (named).
         """
-        return self.create_and_queue(**{name: getattr(job, name) for name in RUN_AGAIN_FIELDS})
+        fields = {name: getattr(job, name) for name in RUN_AGAIN_FIELDS}
+        context = ImageBuildContext.objects.using(self.using).filter(job_id=job.pk).first()
+        with transaction.atomic(using=self.using):
+            again = self.create_and_queue(**fields)
+            if context is not None:
+                ImageBuildContext.objects.using(self.using).create(
+                    job=again, archive=context.archive, size=context.size
+                )
+        return again
 
     def queue_jobs(
         self, jobs: Iterable[ContainerJob], schedule_for: datetime | None = None
@@ -114,6 +125,8 @@ class BulkQueueMixin(ManagerBase):
                 problems = (
                     exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
                 )
+                if len(batch) == 1:
+                    raise
                 raise ValidationError(
                     {
                         field: [f"Job {index} of the batch: {message}" for message in messages]

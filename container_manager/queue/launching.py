@@ -112,12 +112,15 @@ class LaunchOutcome:
         error: The message when it did not.
         retry_scheduled: A transient failure moved the job to ``retrying``.
         error_code: The catalogue code of the failure.
+        finished: The job has ended already (an image task, done by the
+            worker itself): there is no container to follow.
     """
 
     success: bool
     error: str = ""
     retry_scheduled: bool = False
     error_code: str = ""
+    finished: bool = False
 
 
 def should_retry(job: ContainerJob, found: Classification) -> bool:

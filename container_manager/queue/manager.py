@@ -15,6 +15,8 @@ through the container layer (``container_manager.containers``).
 - :mod:`.cleanup`   what the clean-up of leftover containers reads;
 - :mod:`.control`   pause, resume and cancel of queues, hosts and jobs;
 - :mod:`.reporting` queue statistics and worker metrics;
+- :mod:`.images`    image tasks: queue a pull, build or push, and run a claimed one;
+- :mod:`.dependencies` jobs waiting for jobs: fail those whose wait ended badly;
 - :mod:`.legacy`    the one-call launch paths and the command's legacy mode.
 """
 
@@ -26,20 +28,24 @@ from container_manager.notify import WorkWaiter, interrupt_all
 from container_manager.queue.bulk import BulkQueueMixin
 from container_manager.queue.cleanup import CleanupMixin
 from container_manager.queue.control import ControlMixin
+from container_manager.queue.dependencies import DependencyMixin
 from container_manager.queue.hosts import HostHealthMixin
+from container_manager.queue.images import ImageTaskMixin
 from container_manager.queue.leases import LeaseMixin
 from container_manager.queue.legacy import LegacyMixin
 from container_manager.queue.reporting import ReportingMixin
 
 
 class JobQueueManager(
+    ImageTaskMixin,
+    DependencyMixin,
+    BulkQueueMixin,
     LegacyMixin,
     LeaseMixin,
     ControlMixin,
     ReportingMixin,
     HostHealthMixin,
     CleanupMixin,
-    BulkQueueMixin,
 ):
     """High-level API of the job queue.
 

@@ -25,6 +25,7 @@ from container_manager.containers import job_ref
 from container_manager.executors.base import ContainerRef
 from container_manager.models import ContainerJob
 from container_manager.queue import JobQueueManager
+from container_manager.states import IMAGE_KINDS
 from container_manager.worker.db import drop_connection_if_broken
 from container_manager.worker.state import WorkerState
 
@@ -110,6 +111,11 @@ class Claimer:
         with self._lock:
             return len(self._launching)
 
+    def holds_image_tasks(self) -> bool:
+        """True while an image task of this worker is in flight (its work is done here)."""
+        with self._lock:
+            return any(job.kind in IMAGE_KINDS for job in self._launching.values())
+
     def job_ids(self) -> list[int]:
         """Return the ids of the jobs claimed and not yet launched."""
         with self._lock:
@@ -166,13 +172,21 @@ class Claimer:
             if state.is_stopping:
                 self.queue_manager.release_job(job, state.worker_id, "worker stopping")
                 return
-            outcome = self.queue_manager.launch_claimed(job)
+            if job.kind in IMAGE_KINDS:
+                # The worker does an image task's work itself, in this thread.
+                outcome = self.queue_manager.run_image_task(job, lambda: state.is_stopping)
+            else:
+                outcome = self.queue_manager.launch_claimed(job)
             if state.metrics is not None:
                 if outcome.success:
                     state.metrics.launched(job)
                 else:
                     state.metrics.launch_failed(outcome.error_code, outcome.retry_scheduled)
-            if outcome.success:
+            if outcome.finished:
+                state.stats.count("jobs_launched")
+                state.stats.count("jobs_finished")
+                state.echo(f"Image task job {job.pk} ({job.kind}) completed", logged=True)
+            elif outcome.success:
                 state.stats.count("jobs_launched")
                 # Followed first, then no longer launching: the slot is never
                 # counted free in between.
@@ -185,6 +199,9 @@ class Claimer:
                 if not outcome.retry_scheduled:
                     state.stats.count("launches_failed")
                 state.echo(f"Launch of job {job.pk} failed: {outcome.error}", logged=True)
+                if not outcome.retry_scheduled and job.kind in IMAGE_KINDS:
+                    # Jobs waiting for this one learn now, not at the next heartbeat.
+                    self.queue_manager.fail_dependents()
         except Exception as exc:
             logger.exception(
                 "Launching job %s failed",

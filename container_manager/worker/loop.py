@@ -361,6 +361,9 @@ class Worker:
             self.follower.sync()
             self.rescuer.expire_untracked()
             self.rescuer.rescue(self.free_slots())
+            failed = self.queue_manager.fail_dependents()
+            if failed:
+                self.echo(f"Failed {failed} job(s) whose dependencies ended without completing")
         except Exception as exc:
             logger.exception("Maintenance pass failed", extra={"worker_id": self.worker_id})
             self.stats.add_error(f"maintenance: {type(exc).__name__}: {exc}")
@@ -429,7 +432,12 @@ class Worker:
         self.stats.iterations = 1
         self._acquire_safely()
         if not self.claimer.wait_idle(self.acquire_timeout_seconds):
-            self.echo(f"Launches still in flight after {self.acquire_timeout_seconds} s")
+            # Image tasks are this process's own work, as local processes are:
+            # seen to their end. Container launches are not waited for longer.
+            while self.claimer.holds_image_tasks() and not self.is_stopping:
+                self.claimer.wait_idle(ONCE_FOLLOW_SLICE_SECONDS)
+            if len(self.claimer):
+                self.echo(f"Launches still in flight after {self.acquire_timeout_seconds} s")
         self.follower.poll_all(0.0)
         # Local processes die with the worker and cannot be adopted: see them to their end.
         while self.follower.has_unadoptable() and not self.is_stopping:

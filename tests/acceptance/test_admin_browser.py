@@ -7,76 +7,32 @@ live) and the statistics page. Screenshots go to tests/artifacts/.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from container_manager.executors import close_executors, get_executor
 from container_manager.executors.base import LaunchSpec
 from container_manager.models import ContainerJob, ExecutorHost, Worker
 from container_manager.states import JobStatus
-from tests.conftest import missing_part
-
-# Playwright's sync API runs an event loop in this thread; Django refuses ORM
-# calls from a thread with a running loop unless told it is safe, and here
-# the ORM and the browser never share the loop.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-PASSWORD = "correct horse battery staple"
-TIMEOUT_MS = 10_000
+from tests.acceptance.browser import chromium, create_staff_user, shot, staff_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.access(CHROMIUM, os.X_OK) or shutil.which(CHROMIUM) is None:
-        missing_part(f"chromium at {CHROMIUM} (scripts/ensure-browser.sh installs it)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing_part("Playwright for Python (pip install playwright)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    yield from chromium()
 
 
 @pytest.fixture
 def page(browser, live_server, settings):
-    # A fast hasher: the test is about the admin, not about password stretching.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    User.objects.create_superuser("staff", "staff@example.com", PASSWORD)
-    context = browser.new_context(viewport={"width": 1600, "height": 900}, base_url=live_server.url)
-    context.set_default_timeout(TIMEOUT_MS)
-    # Collapse the admin's navigation sidebar so that the wide job list fits.
-    context.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
-    page = context.new_page()
-    page.goto("/admin/login/?next=/admin/")
-    page.fill("#id_username", "staff")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
+    create_staff_user(settings)
+    # The navigation sidebar collapsed, as a person who closed it has it.
+    page = staff_page(browser, live_server.url, width=1600, sidebar_open=False)
     yield page
-    context.close()
+    page.context.close()
 
 
 @pytest.fixture
@@ -84,12 +40,6 @@ def process_host():
     host = ExecutorHost.objects.create(name="local", executor_type="process", max_concurrent_jobs=4)
     yield host
     close_executors()
-
-
-def shot(page, name: str) -> Path:
-    path = ARTIFACTS / f"admin-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 def some_jobs(host) -> dict[str, ContainerJob]:

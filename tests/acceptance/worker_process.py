@@ -143,12 +143,12 @@ def wait_until(
 
 def make_docker_host(**fields: object) -> ExecutorHost:
     fields.setdefault("max_concurrent_jobs", 50)
+    fields.setdefault("auto_pull_images", False)
     return ExecutorHost.objects.create(
         name=f"docker-{RUN_ID}-{ExecutorHost.objects.count()}",
         executor_type="docker",
         connection_string=DOCKER_URL,
         executor_config={"default_network": "none"},
-        auto_pull_images=False,
         **fields,
     )
 

@@ -37,6 +37,7 @@ PUBLIC_MODULES = (
     "container_manager.operations",
     "container_manager.metrics",
     "container_manager.queue",
+    "container_manager.registries",
     "container_manager.retry",
     "container_manager.services",
     "container_manager.tasks",
@@ -86,6 +87,7 @@ INTERNAL_MODULES = {
     "container_manager.executors.completion": "executor internals",
     "container_manager.executors.docker_events": "Docker executor internals",
     "container_manager.executors.docker_streams": "Docker executor internals",
+    "container_manager.executors.docker_images": "Docker executor internals",
     "container_manager.executors.process_supervisor": (
         "the local executor's per-attempt supervisor script; described with the executor"
     ),
@@ -99,10 +101,14 @@ INTERNAL_MODULES = {
     "container_manager.management.commands.queue_task_status": "a command; "
     "docs/command-reference.md",
     "container_manager.management.commands.queue_manage": "a command; docs/command-reference.md",
+    "container_manager.management.commands.queue_image": "a command; docs/command-reference.md "
+    "and docs/image-tasks.md",
     "container_manager.models.host": "re-exported by container_manager.models",
     "container_manager.models.job": "re-exported by container_manager.models",
     "container_manager.models.queue": "re-exported by container_manager.models",
     "container_manager.models.worker": "re-exported by container_manager.models",
+    "container_manager.models.images": "JobDependency and ImageBuildContext re-exported by "
+    "container_manager.models; the option checks run by ContainerJob.clean()",
     "container_manager.models.validation": "field checks run by the models' clean_fields()",
     "container_manager.notify": "LISTEN/NOTIFY plumbing behind JobQueueManager.wait_for_work",
     "container_manager.models.queries": "JobQuerySet re-exported by container_manager.models",
@@ -120,6 +126,9 @@ INTERNAL_MODULES = {
     "container_manager.queue.cleanup": "methods of JobQueueManager",
     "container_manager.queue.manager": "re-exported by container_manager.queue",
     "container_manager.queue.reporting": "methods of JobQueueManager",
+    "container_manager.queue.images": "methods of JobQueueManager; image tasks are documented "
+    "in docs/image-tasks.md",
+    "container_manager.queue.dependencies": "methods of JobQueueManager",
     "container_manager.worker.claimer": "worker internals",
     "container_manager.queue.steps": "launch internals: the deferred preparing step",
     "container_manager.worker.follower": "worker internals",

@@ -1,29 +1,9 @@
-"""The source distribution and the wheel, built as a release would be (``python -m build``)."""
+"""The source distribution and the wheel, built as a release would be (``built``, conftest.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tarfile
 import zipfile
-from pathlib import Path
-
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("dist")
-    done = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return {"sdist": next(out.glob("*.tar.gz")), "wheel": next(out.glob("*.whl"))}
 
 
 def test_the_sdist_ships_the_licence_changelog_and_docs_but_no_tests(built):

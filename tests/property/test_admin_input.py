@@ -382,6 +382,8 @@ PLAUSIBLE: dict[str, st.SearchStrategy[str]] = {
     "queue": st.sampled_from(["default", "reports", "q1"]),
     "command": st.sampled_from(["echo hi", "sleep 1"]),
     "image": st.sampled_from(["alpine", "", "python:3.12-slim"]),
+    "kind": st.sampled_from(["run", "run", "image_pull"]),
+    "image_options": st.sampled_from(["{}", "{}", '{"platform": "linux/amd64"}']),
     "working_directory": st.sampled_from(["/tmp", ""]),
     "retry_strategy": st.sampled_from(["default", "aggressive", "conservative"]),
     "connection_string": st.sampled_from(["", "unix:///var/run/docker.sock", "tcp://h:2375"]),

@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "checks",
             "sqlite",
             "upgrade",
+            "registries",
         ),
     ),
 )

@@ -13,12 +13,15 @@ from collections.abc import Iterable
 
 import pytest
 
+from container_manager.exceptions import ImageTaskCancelled
 from container_manager.executors import close_executors, get_executor, register_executor
 from container_manager.executors.base import (
     ContainerRef,
     Executor,
     ExitStatus,
     HealthReport,
+    ImageResult,
+    ImageStep,
     LaunchSpec,
     Logs,
     Progress,
@@ -33,6 +36,7 @@ _ids = itertools.count(1)
 
 class FakeExecutor(Executor):
     supports_pause = True
+    supports_images = True
 
     def __init__(self, host: ExecutorHost) -> None:
         super().__init__(host)
@@ -53,6 +57,14 @@ class FakeExecutor(Executor):
         self.logs_max_bytes: list[int] = []
         self.logs_fail_next: list[BaseException] = []
         self.find_fail_next: list[BaseException] = []
+        #: Image tasks: what each call got, the steps it reports, and its answer.
+        self.image_calls: list[tuple[str, object, dict[str, object]]] = []
+        self.image_steps: list[ImageStep] = []
+        self.image_result = ImageResult(image_id="sha256:fake", digest="sha256:d1", output="done\n")
+        self.image_fail_next: list[BaseException] = []
+        #: Set once an image task has reported its steps; it then waits for its cancel.
+        self.image_started = threading.Event()
+        self.image_hold = False
 
     def launch(self, spec: LaunchSpec, on_step: StepCallback | None = None) -> ContainerRef:
         with self.lock:
@@ -128,6 +140,31 @@ class FakeExecutor(Executor):
 
     def health_check(self) -> HealthReport:
         return HealthReport(True)
+
+    def _image_task(self, what: str, target: object, **options: object) -> ImageResult:
+        on_step = options.pop("on_step", None)
+        cancel = options.pop("cancel", None)
+        self.image_calls.append((what, target, options))
+        for step in self.image_steps:
+            if on_step is not None:
+                on_step(step)  # type: ignore[operator]
+        self.image_started.set()
+        if self.image_hold:
+            assert isinstance(cancel, threading.Event)
+            if cancel.wait(30):
+                raise ImageTaskCancelled(f"{what} cancelled")
+        if self.image_fail_next:
+            raise self.image_fail_next.pop(0)
+        return self.image_result
+
+    def pull_image(self, reference, **options):  # type: ignore[no-untyped-def,override]
+        return self._image_task("pull", reference, **options)
+
+    def build_image(self, spec, **options):  # type: ignore[no-untyped-def,override]
+        return self._image_task("build", spec, **options)
+
+    def push_image(self, reference, **options):  # type: ignore[no-untyped-def,override]
+        return self._image_task("push", reference, **options)
 
 
 @pytest.fixture

@@ -259,3 +259,70 @@ def test_a_browser_session_needs_the_csrf_token_to_change_anything(admin_user, h
     browser.get("/admin/")  # sets the csrftoken cookie
     token = browser.cookies["csrftoken"].value
     assert browser.post(f"/api/jobs/{job.pk}/pause/", HTTP_X_CSRFTOKEN=token).status_code == 200
+
+
+@pytest.fixture
+def docker_host():
+    return ExecutorHost.objects.create(
+        name="docker", executor_type="docker", connection_string="unix:///var/run/docker.sock"
+    )
+
+
+def test_image_tasks_and_a_job_that_waits_are_created_through_the_api(api, docker_host):
+    import base64
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        data = b"FROM base\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    build = post(
+        api,
+        "/api/jobs/",
+        {
+            "kind": "image_build",
+            "image": "127.0.0.1:5000/team/app:2",
+            "host": "docker",
+            "context": base64.b64encode(buffer.getvalue()).decode(),
+            "image_options": {"push": True, "build_args": {"V": "2"}},
+        },
+    )
+    assert build.status_code == 201, build.content
+    build_task = build.json()["task"]
+    assert (build_task["task_type"], build_task["status"]) == ("image_build", "queued")
+    run = post(
+        api,
+        "/api/jobs/",
+        {"image": "127.0.0.1:5000/team/app:2", "command": "app", "after": [build_task["id"]]},
+    )
+    assert run.status_code == 201, run.content
+    waiting = ContainerJob.objects.get(pk=run.json()["task"]["id"])
+    assert list(waiting.depends_on.values_list("pk", flat=True)) == [build_task["id"]]
+    pulls = post(api, "/api/jobs/", {"kind": "image_pull", "image": "app:1", "host": "all"})
+    assert [task["task_type"] for task in pulls.json()["tasks"]] == ["image_pull"]
+    statistics = api.get("/api/statistics/").json()
+    assert statistics["statistics"]["task_type_distribution"]["image_build"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"kind": "image_pull", "image": "app:1", "image_options": {"push": True}}, 400, "push"),
+        ({"kind": "image_push", "image": "app:1"}, 400, "a push runs on the host"),
+        ({"kind": "image_build", "image": "app:1", "context": "%%%"}, 400, "not base64"),
+        ({"kind": "image_build", "image": "app:1"}, 400, "Give a Dockerfile text"),
+        ({"kind": "image_build", "image": "app:1", "command": "x"}, 400, "runs no command"),
+        ({"command": "x", "image_options": {"platform": "a"}}, 400, "for image tasks"),
+        ({"command": "x", "after": [999999]}, 404, "No job with id 999999"),
+        ({"kind": "image_pull", "image": "app:1", "host": "all"}, 201, ""),
+    ],
+)
+def test_bad_image_tasks_are_refused_with_a_specific_error(api, docker_host, body, status, words):
+    answer = post(api, "/api/jobs/", body)
+    assert answer.status_code == status, answer.content
+    if status != 201:
+        assert words in answer.json()["error"]
+        assert not ContainerJob.objects.exists()

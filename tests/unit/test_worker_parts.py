@@ -166,6 +166,7 @@ def fake_job(pk, attempt=1, status=JobStatus.VALIDATING, queue="default", host=N
         error_code="",
         timeout_seconds=60,
         started_at=None,
+        kind="run",
     )
 
 
