@@ -61,6 +61,10 @@ class Worker:
         )
 
 
+#: Longest wait for a worker to be ready before its SIGTERM is sent.
+READY_WAIT_SECONDS = 30.0
+
+
 def is_ready(path: Path) -> bool:
     """Whether the worker's log has its "ready" line (it registered and handles signals)."""
     try:
@@ -149,6 +153,18 @@ class WorkerPool:
             worker = self.current.get(slot)
             if worker is None:
                 return None
+        if sig == signal.SIGTERM:
+            # A SIGTERM tests the graceful stop, which a worker has only once it
+            # is ready (signal handlers installed, registered): on a loaded
+            # machine a replacement may still be importing Django when its
+            # slot's SIGTERM comes, and would die of it without stopping.
+            deadline = time.monotonic() + READY_WAIT_SECONDS
+            while (
+                not is_ready(worker.log_path)
+                and worker.proc.poll() is None
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.1)
         worker.signal_sent = sig.name
         worker.signalled_at = time.monotonic()
         with contextlib.suppress(ProcessLookupError):

@@ -58,6 +58,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         errors.append(
             _error(f"CONTAINER_MANAGER['CONTAINER_RETENTION'] must be one of {_RETENTION}.")
         )
+    days = user.get("RETENTION_DAYS")
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
+        errors.append(_error("CONTAINER_MANAGER['RETENTION_DAYS'] must be None or a number >= 1."))
     if not isinstance(user.get("SQLITE_TUNING", True), bool):
         errors.append(_error("CONTAINER_MANAGER['SQLITE_TUNING'] must be True or False."))
     errors.extend(_check_queues(user.get("QUEUES", {})))

@@ -78,6 +78,9 @@ DEFAULTS: dict[str, Any] = {
     "REGISTRIES": {},
     # Largest build context (a tar archive) an image build job may carry.
     "BUILD_CONTEXT_MAX_BYTES": 50 * 1024 * 1024,
+    # Days after which finished jobs and stopped workers' rows are deleted by
+    # each worker's clean-up pass (None: kept for ever; prune_jobs by hand).
+    "RETENTION_DAYS": None,
     # Bearer token that Prometheus sends to /metrics/ (container_manager.api.metrics);
     # None: only staff users with the admin's view permission may scrape.
     "METRICS_TOKEN": None,

@@ -29,10 +29,11 @@ from container_manager.exceptions import (
     InvalidStateTransition,
     JobNotQueueableError,
 )
-from container_manager.models import ContainerJob, ExecutorHost, JobQueue, Worker
+from container_manager.models import ContainerJob, ExecutorHost, JobQueue, Schedule, Worker
 from container_manager.models.images import options_problem
 from container_manager.models.validation import json_problem, text_problem
 from container_manager.queue import queue_manager
+from container_manager.queue.bulk import window_start
 from container_manager.states import JobKind, JobStatus
 from container_manager.stats import get_statistics
 
@@ -182,6 +183,7 @@ def task_info(
             exit_code=job.exit_code,
             attempt=job.attempt,
             worker_id=job.worker_id or None,
+            last_worker_id=job.last_worker_id or None,
             container_id=job.container_id or None,
             queued_at=_time(job.queued_at),
             scheduled_for=_time(job.scheduled_for),
@@ -455,10 +457,12 @@ def create_task(fields: dict[str, Any]) -> ContainerJob | list[ContainerJob]:
         fields: The job's fields, with ``host`` a host's name (``"all"`` for a
             pull onto every active host), and optionally ``kind``,
             ``image_options``, ``context`` (a build's tar archive, base64),
-            ``after`` (ids of jobs to wait for) and ``schedule_for``.
+            ``after`` (ids of jobs to wait for), ``schedule_for``,
+            ``unique_key``/``unique_for`` and ``array_size``.
 
     Returns:
-        The queued job; a list of them for a pull onto ``"all"`` hosts.
+        The queued job; a list of them for a pull onto ``"all"`` hosts, or
+        for an array (``array_size``), in index order.
 
     Raises:
         OperationError: A host or a job to wait for does not exist, or the
@@ -486,6 +490,12 @@ def create_task(fields: dict[str, Any]) -> ContainerJob | list[ContainerJob]:
             "QUEUE_TASK_NOT_FOUND", f"No job with id {missing[0]} to wait for", "not_found"
         )
     encoded = fields.pop("context", None)
+    unique_for = fields.pop("unique_for", None)
+    array_size = fields.pop("array_size", None)
+    if array_size is not None and kind != JobKind.RUN:
+        raise OperationError("VALIDATION_INVALID_PARAMS", "array_size is for run jobs", "invalid")
+    if unique_for is not None and kind != JobKind.RUN:
+        raise OperationError("VALIDATION_INVALID_PARAMS", "unique_for is for run jobs", "invalid")
     if kind == JobKind.RUN:
         if options or encoded is not None:
             raise OperationError(
@@ -494,11 +504,25 @@ def create_task(fields: dict[str, Any]) -> ContainerJob | list[ContainerJob]:
                 "image_push)",
                 "invalid",
             )
+        if array_size is not None:
+            if unique_for is not None or fields.get("unique_key"):
+                raise OperationError(
+                    "VALIDATION_INVALID_PARAMS",
+                    "The jobs of an array cannot share a unique key",
+                    "invalid",
+                )
+            schedule_for = fields.pop("schedule_for", None)
+            array = queue_manager.create_array(
+                array_size, after=after, schedule_for=schedule_for, **fields
+            )
+            return list(array.jobs.order_by("array_index"))
         if after:
             schedule_for = fields.pop("schedule_for", None)
             job = ContainerJob(scheduled_for=schedule_for, **fields)
+            if unique_for is not None:
+                job.unique_window_start = window_start(unique_for, bool(job.unique_key))
             return queue_manager.queue_after(job, after)
-        return queue_manager.create_and_queue(**fields)
+        return queue_manager.create_and_queue(unique_for=unique_for, **fields)
     if fields.pop("schedule_for", None) is not None or fields.get("command"):
         raise OperationError(
             "VALIDATION_INVALID_PARAMS",
@@ -536,20 +560,117 @@ def create_task(fields: dict[str, Any]) -> ContainerJob | list[ContainerJob]:
     )
 
 
+#: The actions of ``queue_schedule`` and ``POST schedules/<name>/<action>/``.
+SCHEDULE_ACTIONS = ("suspend", "resume")
+#: The fields a schedule is made with (``POST schedules/``, ``queue_schedule add``).
+SCHEDULE_FIELDS = frozenset(
+    {"name", "cron", "timezone", "job", "host", "catch_up", "max_catch_up", "concurrency"}
+)
+
+
+def schedule_info(schedule: Schedule, upcoming: int = 3) -> dict[str, Any]:
+    """One schedule: its fields, state and next ``upcoming`` fire times."""
+    times: list[str | None] = []
+    if not schedule.is_suspended and schedule.next_fire_at is not None:
+        following = schedule.fire_times_after(schedule.next_fire_at, max(upcoming - 1, 0))
+        times = [_time(schedule.next_fire_at), *(_time(t) for t in following)][:upcoming]
+    return {
+        "name": schedule.name,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "job": schedule.job,
+        "host": schedule.host.name if schedule.host is not None else None,
+        "catch_up": schedule.catch_up,
+        "max_catch_up": schedule.max_catch_up,
+        "concurrency": schedule.concurrency,
+        "is_suspended": schedule.is_suspended,
+        "next_fire_times": times,
+        "last_fired_at": _time(schedule.last_fired_at),
+    }
+
+
+def schedules_info() -> list[dict[str, Any]]:
+    """Every schedule, by name (``GET schedules/``, ``queue_schedule list``)."""
+    return [schedule_info(s) for s in Schedule.objects.select_related("host").order_by("name")]
+
+
+def create_schedule(fields: dict[str, Any]) -> dict[str, Any]:
+    """Make a schedule from ``fields`` (``host`` by name); answer its information.
+
+    Raises:
+        OperationError: An unknown field, or no such host.
+        ValidationError: A field is invalid (named); nothing is written.
+    """
+    fields = dict(fields)
+    unknown = sorted(set(fields) - SCHEDULE_FIELDS)
+    if unknown:
+        raise OperationError(
+            "VALIDATION_INVALID_PARAMS",
+            f"Unknown schedule field(s) {', '.join(map(str, unknown))}; known: "
+            f"{', '.join(sorted(SCHEDULE_FIELDS))}",
+            "invalid",
+        )
+    host_name = fields.pop("host", None)
+    if host_name is not None:
+        host = ExecutorHost.objects.filter(name=host_name).first()
+        if host is None:
+            raise OperationError(
+                "QUEUE_TASK_NOT_FOUND", f"No host named {host_name!r}", "not_found"
+            )
+        fields["host"] = host
+    if Schedule.objects.filter(name=fields.get("name")).exists():
+        raise OperationError(
+            "VALIDATION_INVALID_PARAMS",
+            f"A schedule named {fields.get('name')!r} exists already",
+            "invalid",
+        )
+    schedule = Schedule(**fields)
+    schedule.save()
+    return {"success": True, "schedule": schedule_info(schedule)}
+
+
+def manage_schedule(name: str, action: str) -> dict[str, Any]:
+    """Suspend or resume the schedule ``name``.
+
+    Raises:
+        OperationError: An unknown action, or no such schedule.
+    """
+    if action not in SCHEDULE_ACTIONS:
+        raise OperationError(
+            "VALIDATION_INVALID_PARAMS",
+            f"action must be one of {', '.join(SCHEDULE_ACTIONS)}, not {action!r}",
+            "invalid",
+        )
+    schedule = Schedule.objects.select_related("host").filter(name=name).first()
+    if schedule is None:
+        raise OperationError("QUEUE_TASK_NOT_FOUND", f"No schedule named {name!r}", "not_found")
+    if action == "suspend":
+        queue_manager.suspend_schedule(schedule)
+    else:
+        queue_manager.resume_schedule(schedule)
+    return {"success": True, "action": action, "schedule": schedule_info(schedule)}
+
+
 __all__ = [
     "MANAGE_ACTIONS",
     "OPERATIONS",
+    "SCHEDULE_ACTIONS",
+    "SCHEDULE_FIELDS",
     "OperationError",
     "can_retry",
+    "create_schedule",
     "create_task",
     "dispatch",
     "find_task",
     "hosts_info",
+    "manage_schedule",
     "queue_manage",
     "queue_status",
     "queue_task_status",
     "queues_info",
     "run",
+    "schedule_info",
+    "schedules_info",
     "task_info",
     "workers_info",
 ]

@@ -49,9 +49,14 @@ STATE_FIELDS = (
     "retry_count",
     "attempt",
     "worker_id",
+    "last_worker_id",
     "lease_expires_at",
     "container_id",
     "depends_on_display",
+    "array",
+    "array_index",
+    "schedule",
+    "scheduled_fire_at",
 )
 ERROR_FIELDS = ("error_info", "last_error_display", "last_error_at")
 OUTPUT_FIELDS = ("stdout_display", "stderr_display", "image_result_display")
@@ -68,8 +73,10 @@ FROZEN_STATUSES = states.ACTIVE_STATUSES | {
 class ContainerJobAdmin(SafeInputAdminMixin, JobViewsMixin, JobActionsMixin, admin.ModelAdmin):
     """Jobs: list view, filters, search, actions, statistics page (docs/queue-management.md)."""
 
-    #: Filters besides ``list_filter``: the workers page links to ``?worker_id=``.
-    extra_lookups = ("worker_id",)
+    #: Filters besides ``list_filter``: the workers page links to ``?worker_id=``
+    #: (jobs a worker holds) and ``?last_worker_id=`` (jobs it ran); an array's
+    #: page to ``?array=`` and a schedule's to ``?schedule=`` (their jobs).
+    extra_lookups = ("worker_id", "last_worker_id", "array", "schedule")
 
     # One line a row from 1280 px with the navigation sidebar open: the
     # narrower the list, the more of priority, host, retries, queue and

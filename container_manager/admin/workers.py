@@ -157,8 +157,15 @@ class WorkerAdmin(SafeInputAdminMixin, admin.ModelAdmin):
         return worker.jobs_launched
 
     @admin.display(description="finished", ordering="jobs_finished")
-    def finished(self, worker: Worker) -> int:
-        return worker.jobs_finished
+    def finished(self, worker: Worker) -> SafeString:
+        """Jobs it saw end, linked to every job it last held (``last_worker_id``)."""
+        url = reverse(f"{self.admin_site.name}:container_manager_containerjob_changelist")
+        return format_html(
+            '<a href="{}?last_worker_id={}" title="The jobs this worker ran">{}</a>',
+            url,
+            worker.worker_id,
+            worker.jobs_finished,
+        )
 
     @admin.display(description="jobs held now")
     def held_jobs(self, worker: Worker) -> SafeString | str:

@@ -17,6 +17,9 @@ NEEDED = {
     ("host", False): "container_manager.view_executorhost",
     ("host", True): "container_manager.change_executorhost",
     ("worker", False): "container_manager.view_worker",
+    ("schedule", False): "container_manager.view_schedule",
+    ("schedule", True): "container_manager.change_schedule",
+    ("new_schedule", True): "container_manager.add_schedule",
 }
 
 

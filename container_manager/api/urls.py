@@ -19,6 +19,12 @@ urlpatterns = [
     path("hosts/", views.HostsView.as_view(), name="hosts"),
     path("hosts/<str:name>/<str:action>/", views.HostActionView.as_view(), name="host-action"),
     path("workers/", views.WorkersView.as_view(), name="workers"),
+    path("schedules/", views.SchedulesView.as_view(), name="schedules"),
+    path(
+        "schedules/<str:name>/<str:action>/",
+        views.ScheduleActionView.as_view(),
+        name="schedule-action",
+    ),
     path("statistics/", views.StatisticsView.as_view(), name="statistics"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

@@ -116,7 +116,23 @@ class OperationsView(ApiView):
         return Response(operations.dispatch(body))
 
 
-class JobCreateSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer):
+    """A serializer that refuses fields it does not know, naming them."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = (
+            set(self.initial_data) - set(self.fields)
+            if isinstance(self.initial_data, dict)
+            else set()
+        )
+        if unknown:
+            raise serializers.ValidationError(
+                f"Unknown fields: {', '.join(sorted(map(str, unknown)))}"
+            )
+        return attrs
+
+
+class JobCreateSerializer(StrictSerializer):
     """What ``POST jobs/`` accepts: the job's fields, a host by name, and ``schedule_for``."""
 
     name = serializers.CharField(required=False, max_length=200, allow_blank=True)
@@ -141,6 +157,19 @@ class JobCreateSerializer(serializers.Serializer):
     )
     retry_strategy = serializers.CharField(required=False, max_length=50)
     schedule_for = serializers.DateTimeField(required=False, allow_null=True)
+    unique_key = serializers.CharField(required=False, max_length=200, allow_blank=True)
+    unique_for = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=10**9,
+        help_text="With unique_key: seconds of the window the key is unique in.",
+    )
+    array_size = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=10_000,
+        help_text="Make this many jobs of these fields, each with its CM_ARRAY_INDEX.",
+    )
     kind = serializers.ChoiceField(choices=list(JobKind.values), required=False)
     image_options = serializers.DictField(required=False)
     context = serializers.CharField(
@@ -152,18 +181,6 @@ class JobCreateSerializer(serializers.Serializer):
         max_length=1000,
         help_text="Ids of jobs that must complete before this one starts.",
     )
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = (
-            set(self.initial_data) - set(self.fields)
-            if isinstance(self.initial_data, dict)
-            else set()
-        )
-        if unknown:
-            raise serializers.ValidationError(
-                f"Unknown fields: {', '.join(sorted(map(str, unknown)))}"
-            )
-        return attrs
 
 
 class JobsView(ApiView):
@@ -311,6 +328,67 @@ def _pause_resume_view(target: str, path: str) -> type[ApiView]:
 
 QueueActionView = _pause_resume_view("queue", "queues")
 HostActionView = _pause_resume_view("host", "hosts")
+
+
+class ScheduleCreateSerializer(StrictSerializer):
+    """What ``POST schedules/`` accepts: a schedule's fields, its host by name."""
+
+    name = serializers.CharField(max_length=200)
+    cron = serializers.CharField(max_length=200)
+    timezone = serializers.CharField(required=False, max_length=64)
+    job = serializers.DictField()
+    host = serializers.CharField(required=False, max_length=200)
+    catch_up = serializers.ChoiceField(choices=["skip", "once", "all"], required=False)
+    max_catch_up = serializers.IntegerField(required=False, min_value=1, max_value=10_000)
+    concurrency = serializers.ChoiceField(choices=["allow", "forbid", "replace"], required=False)
+
+
+class SchedulesView(ApiView):
+    """``GET schedules/``: every schedule; ``POST schedules/``: make one."""
+
+    def resource_for(self, request: Request) -> str:
+        return "new_schedule" if request.method == "POST" else "schedule"
+
+    @extend_schema(operation_id="schedules_list", responses={200: ANSWER, **ERRORS})
+    def get(self, request: Request) -> Response:
+        return Response({"success": True, "results": operations.schedules_info()})
+
+    @extend_schema(
+        operation_id="schedules_create",
+        request=ScheduleCreateSerializer,
+        responses={201: ANSWER, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ScheduleCreateSerializer(data=_checked_body(request))
+        if not serializer.is_valid():
+            return Response(
+                error_body(
+                    "VALIDATION_INVALID_PARAMS", _first_error(serializer.errors), serializer.errors
+                ),
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        answer = operations.create_schedule(dict(serializer.validated_data))
+        return Response(answer, status=status.HTTP_201_CREATED)
+
+
+class ScheduleActionView(ApiView):
+    """``POST schedules/<name>/<suspend|resume>/``."""
+
+    resource = "schedule"
+
+    @extend_schema(
+        operation_id="schedules_manage",
+        request=None,
+        parameters=[
+            OpenApiParameter("name", str, OpenApiParameter.PATH),
+            OpenApiParameter(
+                "action", str, OpenApiParameter.PATH, enum=list(operations.SCHEDULE_ACTIONS)
+            ),
+        ],
+        responses={200: ANSWER, **ERRORS},
+    )
+    def post(self, request: Request, name: str, action: str) -> Response:
+        return Response(operations.manage_schedule(name, action))
 
 
 class HostsView(ApiView):

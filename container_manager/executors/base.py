@@ -98,7 +98,9 @@ class LaunchSpec:
 
         The environment is the template's variables with the job's own on top,
         then ``CM_JOB_ID`` and ``CM_ATTEMPT`` (the job's id and this attempt's
-        number), which the job's own variables cannot override.
+        number), for a job of an array ``CM_ARRAY_INDEX`` and
+        ``CM_ARRAY_SIZE``, and for a job of a schedule ``CM_SCHEDULE_FIRE_AT``
+        (its fire time, ISO 8601), which the job's own variables cannot override.
         The command is split like a shell would split it, and run without a
         shell unless ``job.is_shell_command``.
 
@@ -114,6 +116,10 @@ class LaunchSpec:
             env.update(job.environment_template.get_environment_variables_dict())
         env.update(job.environment or {})
         env.update(CM_JOB_ID=str(job.pk), CM_ATTEMPT=str(job.attempt))
+        if job.array_id is not None and job.array is not None:
+            env.update(CM_ARRAY_INDEX=str(job.array_index), CM_ARRAY_SIZE=str(job.array.size))
+        if job.scheduled_fire_at is not None:
+            env["CM_SCHEDULE_FIRE_AT"] = job.scheduled_fire_at.isoformat()
         if job.is_shell_command:
             command: tuple[str, ...] = ("/bin/sh", "-c", job.command)
         else:

@@ -10,6 +10,9 @@
   job's row so that lists of jobs never read it.
 - :func:`image_task_problems`: what ``ContainerJob.clean`` says about a
   job's ``kind`` and ``image_options``.
+- :class:`JobArray`: N jobs made from one template by one request, each
+  with its ``array_index``; their containers get ``CM_ARRAY_INDEX`` and
+  ``CM_ARRAY_SIZE``.
 """
 
 from __future__ import annotations
@@ -146,3 +149,40 @@ class ImageBuildContext(models.Model):
 
     def __str__(self) -> str:
         return f"build context of job {self.job_id} ({self.size} bytes)"
+
+
+class JobArray(models.Model):
+    """Jobs made together from one template, each with its index (0 to ``size`` - 1)."""
+
+    name = models.CharField(max_length=200, blank=True)
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "job array"
+
+    def __str__(self) -> str:
+        return f"Array {self.pk} ({self.name or 'unnamed'}, {self.size} jobs)"
+
+    def counts(self) -> dict[str, int]:
+        """Its jobs by status (every status, 0 when none)."""
+        from container_manager.states import JobStatus
+
+        found = dict(self.jobs.order_by().values_list("status").annotate(n=models.Count("pk")))
+        return {status: int(found.get(status, 0)) for status in JobStatus.values}
+
+    def outcome(self, counts: dict[str, int] | None = None) -> str:
+        """One word for the array: ``completed`` (all did), ``failed`` (all ended, one did
+        not complete), ``running`` (some started), or ``waiting``."""
+        from container_manager.states import TERMINAL_STATUSES, JobStatus
+
+        counts = counts if counts is not None else self.counts()
+        ended = sum(counts[status] for status in TERMINAL_STATUSES)
+        if counts[JobStatus.COMPLETED] == self.size:
+            return "completed"
+        if ended == self.size:
+            return "failed"
+        if ended or sum(counts.values()) - counts[JobStatus.QUEUED] - counts[JobStatus.PENDING]:
+            return "running"
+        return "waiting"

@@ -52,7 +52,7 @@ SPEC_FIELDS = (
     "user",
 )
 #: How a job waits in the queue, besides when (``scheduled_for``).
-QUEUE_SETTINGS_FIELDS = ("priority", "max_retries", "retry_strategy")
+QUEUE_SETTINGS_FIELDS = ("priority", "max_retries", "retry_strategy", "unique_key")
 
 #: The steps a launch records in ``current_step`` (the labels of the launch statuses).
 _LAUNCH_STEPS = frozenset(str(JobStatus(status).label) for status in states.LAUNCHING_STATUSES)
@@ -231,6 +231,48 @@ class ContainerJob(LegacyJobNames, CheckedFieldsMixin, models.Model):
     attempt = models.PositiveIntegerField(
         default=0, help_text="Incremented at each claim; labels the container."
     )
+    # Arrays (docs/queue-management.md, "Job arrays").
+    array = models.ForeignKey(
+        "container_manager.JobArray",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.CASCADE,
+        related_name="jobs",
+    )
+    array_index = models.PositiveIntegerField(null=True, blank=True, editable=False)
+
+    # Schedules (docs/schedules.md): the schedule and fire time that made the job.
+    schedule = models.ForeignKey(
+        "container_manager.Schedule",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+    )
+    scheduled_fire_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # Uniqueness (docs/queue-management.md, "Unique jobs"): queueing a job
+    # whose key a job of its queue already holds returns that job instead.
+    unique_key = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Empty: none. Else one job per queue with this key, while it is not finished "
+        "(or, with unique_window_start, in that window).",
+    )
+    unique_window_start = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set by unique_for: the start of the window the key is unique in.",
+    )
+    last_worker_id = models.CharField(
+        max_length=200,
+        blank=True,
+        editable=False,
+        help_text="The worker that last claimed or adopted the job; kept once it ends.",
+    )
 
     # Kept by the upgrade of a 1.0.x database (docs/migration-guide.md).
     legacy_id = models.UUIDField(
@@ -287,6 +329,37 @@ class ContainerJob(LegacyJobNames, CheckedFieldsMixin, models.Model):
             ),
         ]
         constraints = [
+            # One unfinished job per queue and unique key...
+            models.UniqueConstraint(
+                fields=["queue", "unique_key"],
+                name="cm_job_unique_unfinished",
+                condition=Q(
+                    unique_window_start__isnull=True,
+                    status__in=sorted(states.UNFINISHED_STATUSES),
+                )
+                & ~Q(unique_key=""),
+                violation_error_message="A job of this queue with this unique key is not "
+                "finished yet.",
+            ),
+            # ...or one per queue, key and window, whatever its status.
+            models.UniqueConstraint(
+                fields=["queue", "unique_key", "unique_window_start"],
+                name="cm_job_unique_window",
+                condition=Q(unique_window_start__isnull=False) & ~Q(unique_key=""),
+                violation_error_message="A job of this queue with this unique key was made "
+                "in this window.",
+            ),
+            # Each fire time of a schedule makes one job, whichever worker fires it.
+            models.UniqueConstraint(
+                fields=["schedule", "scheduled_fire_at"],
+                name="cm_job_schedule_fire",
+                condition=Q(schedule__isnull=False),
+            ),
+            models.UniqueConstraint(
+                fields=["array", "array_index"],
+                name="cm_job_array_index_unique",
+                condition=Q(array__isnull=False),
+            ),
             models.CheckConstraint(
                 condition=Q(priority__gte=0, priority__lte=100),
                 name="cm_job_priority_range",

@@ -11,20 +11,25 @@ written: one bad job refuses the whole batch, and nothing is stored.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from container_manager import states
 from container_manager.exceptions import JobNotQueueableError
 from container_manager.models import ContainerJob, ImageBuildContext
 from container_manager.models.job import QUEUE_SETTINGS_FIELDS, SPEC_FIELDS
 from container_manager.notify import announce_work
 from container_manager.queue.base import ManagerBase
+from container_manager.signals import job_queued, send_after_commit
 from container_manager.states import JobStatus
+
+logger = logging.getLogger(__name__)
 
 #: Rows per INSERT statement of ``queue_jobs``.
 BULK_BATCH_SIZE = 1000
@@ -40,6 +45,26 @@ def _check_schedule(schedule_for: object) -> datetime | None:
     return schedule_for
 
 
+#: How often an INSERT with a unique key is tried when its holder keeps ending.
+UNIQUE_INSERT_TRIES = 5
+
+
+def window_start(unique_for: timedelta | int, has_key: bool) -> datetime:
+    """The start of the window of ``unique_for`` that holds the present (aligned to the epoch).
+
+    Raises:
+        ValidationError: The length is not positive, or there is no unique key.
+    """
+    seconds = unique_for.total_seconds() if isinstance(unique_for, timedelta) else unique_for
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 1:
+        raise ValidationError({"unique_for": f"Must be at least 1 second, not {unique_for!r}."})
+    if not has_key:
+        raise ValidationError({"unique_key": "unique_for needs a unique_key."})
+    now = timezone.now().timestamp()
+    start = now - now % int(seconds)
+    return datetime.fromtimestamp(start, tz=UTC)
+
+
 #: What a job run again copies from the job it repeats: what to run, where, and
 #: how to queue it (not its state, output or schedule).
 RUN_AGAIN_FIELDS = (*SPEC_FIELDS, *QUEUE_SETTINGS_FIELDS)
@@ -49,21 +74,36 @@ class BulkQueueMixin(ManagerBase):
     """``create_and_queue`` and ``queue_jobs``; mixed into ``JobQueueManager``."""
 
     def create_and_queue(
-        self, *, schedule_for: datetime | None = None, **fields: Any
+        self,
+        *,
+        schedule_for: datetime | None = None,
+        unique_for: timedelta | int | None = None,
+        **fields: Any,
     ) -> ContainerJob:
         """Create a job already queued, in one INSERT, and wake idle workers.
 
+        With a ``unique_key``, a job of the same queue holding that key
+        (not finished yet; with ``unique_for``, made in the same window) is
+        returned instead of a second one; the database decides, so two
+        callers racing get one job.
+
         Args:
             schedule_for: When it may start (aware datetime); None for now.
+            unique_for: With ``unique_key``: the key is unique in windows of
+                this length (a timedelta or seconds, aligned to the Unix
+                epoch), whatever the status of the job that holds it.
             **fields: The job's fields, as for ``ContainerJob.objects.create``.
 
         Returns:
-            The saved job, ``queued``.
+            The saved job, ``queued``; or the job that holds its unique key.
 
         Raises:
             ValidationError: A field is invalid (named); nothing is written.
         """
-        [job] = self.queue_jobs([ContainerJob(**fields)], schedule_for=schedule_for)
+        job = ContainerJob(**fields)
+        if unique_for is not None:
+            job.unique_window_start = window_start(unique_for, bool(job.unique_key))
+        [job] = self.queue_jobs([job], schedule_for=schedule_for)
         return job
 
     def run_again(self, job: ContainerJob) -> ContainerJob:
@@ -135,10 +175,57 @@ class BulkQueueMixin(ManagerBase):
                 ) from exc
         if not batch:
             return batch
+        plain = [job for job in batch if not job.unique_key]
+        result = list(batch)
         with transaction.atomic(using=self.using):
-            ContainerJob.objects.using(self.using).bulk_create(batch, batch_size=BULK_BATCH_SIZE)
-            for queue in sorted({job.queue for job in batch}):
+            ContainerJob.objects.using(self.using).bulk_create(plain, batch_size=BULK_BATCH_SIZE)
+            made = list(plain)
+            for index, job in enumerate(batch):
+                if job.unique_key:
+                    holder = self._insert_unique(job)
+                    result[index] = holder
+                    if holder is job:
+                        made.append(job)
+            for queue in sorted({job.queue for job in made}):
                 announce_work(queue, using=self.using)
-        for job in batch:
+            send_after_commit(job_queued, made, self.using)
+        for job in made:
             job.set_stored({"status": JobStatus.QUEUED})
-        return batch
+        return result
+
+    def _insert_unique(self, job: ContainerJob) -> ContainerJob:
+        """Insert a job with a unique key, or return the job that holds the key.
+
+        The INSERT runs in a savepoint: on PostgreSQL a concurrent INSERT of
+        the same key waits for the other transaction, then fails or succeeds,
+        so exactly one job holds a key. When the holder ends between the
+        failed INSERT and the look-up, the INSERT is tried again.
+        """
+        jobs = ContainerJob.objects.using(self.using)
+        for _ in range(UNIQUE_INSERT_TRIES):
+            try:
+                with transaction.atomic(using=self.using):
+                    jobs.bulk_create([job])
+                return job
+            except IntegrityError:
+                holder = jobs.filter(queue=job.queue, unique_key=job.unique_key)
+                if job.unique_window_start is None:
+                    holder = holder.filter(
+                        unique_window_start__isnull=True,
+                        status__in=sorted(states.UNFINISHED_STATUSES),
+                    )
+                else:
+                    holder = holder.filter(unique_window_start=job.unique_window_start)
+                found = holder.order_by("pk").first()
+                if found is not None:
+                    logger.info(
+                        "Job with unique key %r is already queued as job %s",
+                        job.unique_key,
+                        found.pk,
+                        extra={"job_id": found.pk},
+                    )
+                    return found
+                job.pk = None
+        raise IntegrityError(
+            f"Could not queue a job with unique key {job.unique_key!r} in queue {job.queue!r}"
+        )

@@ -476,7 +476,9 @@ class ClaimMixin(ManagerBase):
         host_q = Q(host_id__in=open_hosts)
         if capacity.choose_host() is not None:
             host_q |= Q(host__isnull=True)
-        qs = qs.filter(host_q).select_related("environment_template").order_by(*READY_ORDER)
+        qs = (
+            qs.filter(host_q).select_related("environment_template", "array").order_by(*READY_ORDER)
+        )
         extra = min(limit * (CANDIDATE_FACTOR - 1), MAX_EXTRA_CANDIDATES)
         return list(qs[: limit + extra])
 
@@ -505,6 +507,7 @@ class ClaimMixin(ManagerBase):
                     status=JobStatus.VALIDATING,
                     host_id=host_id,
                     worker_id=worker_id,
+                    last_worker_id=worker_id,
                     lease_expires_at=lease_until,
                     attempt=F("attempt") + 1,
                     current_step=JobStatus.VALIDATING.label,
@@ -521,6 +524,7 @@ class ClaimMixin(ManagerBase):
                         "status": JobStatus.VALIDATING,
                         "host_id": host_id,
                         "worker_id": worker_id,
+                        "last_worker_id": worker_id,
                         "lease_expires_at": lease_until,
                         "attempt": job.attempt + 1,
                         "current_step": JobStatus.VALIDATING.label,
@@ -541,5 +545,7 @@ class ClaimMixin(ManagerBase):
         return claimed
 
     def _read_claimed(self, ids: list[int], worker_id: str) -> list[ContainerJob]:
-        jobs = ContainerJob.objects.using(self.using).select_related("host", "environment_template")
+        jobs = ContainerJob.objects.using(self.using).select_related(
+            "host", "environment_template", "array"
+        )
         return list(jobs.filter(pk__in=ids, worker_id=worker_id, status=JobStatus.VALIDATING))

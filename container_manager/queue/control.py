@@ -21,6 +21,7 @@ from container_manager.models.queue import check_queue_name
 from container_manager.models.validation import text_problem
 from container_manager.notify import announce_work
 from container_manager.queue.base import ManagerBase
+from container_manager.signals import send_finished
 from container_manager.states import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -224,6 +225,7 @@ class ControlMixin(ManagerBase):
         # its end (killed, exit 137) as a failure first, and the cancel lost.
         with transaction.atomic(using=self.using):
             job.mark_as_cancelled()
+            send_finished(job, self.using)
         logger.info("Cancelled job %s", job.pk, extra={"job_id": job.pk})
         if has_container:
             try:

@@ -26,6 +26,7 @@ from container_manager.logcap import parse_error_line, storable_text
 from container_manager.models import ContainerJob
 from container_manager.notify import announce_work
 from container_manager.queue.base import ManagerBase
+from container_manager.signals import send_finished
 from container_manager.states import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -186,6 +187,7 @@ class FinishMixin(ManagerBase):
         for job, exit_status, fields in ready:
             if job.pk in outcome.written:
                 job.set_stored(fields)
+                send_finished(job, self.using)
                 logger.info(
                     "Job %s ended with exit code %s: %s",
                     job.pk,
@@ -253,6 +255,7 @@ class FinishMixin(ManagerBase):
             job.mark_as_timeout()
         except InvalidStateTransition:
             return False
+        send_finished(job, self.using)
         logger.warning(
             "Job %s timed out after %s s; killing it",
             job.pk,

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import close_old_connections, connections, transaction
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from container_manager import logcap
@@ -44,12 +44,11 @@ from container_manager.executors.base import ImageResult, ImageStep
 from container_manager.models import (
     ContainerJob,
     ExecutorHost,
-    ImageBuildContext,
-    JobDependency,
 )
 from container_manager.notify import announce_work
-from container_manager.queue.bulk import BulkQueueMixin
+from container_manager.queue.dependencies import DependencyMixin
 from container_manager.queue.launching import LaunchMixin, LaunchOutcome, host_problem
+from container_manager.signals import job_started, send_after_commit, send_finished
 from container_manager.states import IMAGE_KINDS, IMAGE_WORK_STATUSES, JobKind, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -98,7 +97,7 @@ def image_hosts(hosts: ExecutorHost | Iterable[ExecutorHost] | str | None) -> li
     return chosen
 
 
-class ImageTaskMixin(BulkQueueMixin, LaunchMixin):
+class ImageTaskMixin(DependencyMixin, LaunchMixin):
     """Queueing and running image tasks; mixed into ``JobQueueManager``."""
 
     # Queueing ------------------------------------------------------------------
@@ -262,39 +261,6 @@ class ImageTaskMixin(BulkQueueMixin, LaunchMixin):
         )
         return self._queue_with(job, after, None)
 
-    def queue_after(self, job: ContainerJob, after: Iterable[ContainerJob]) -> ContainerJob:
-        """Queue a new job that waits for other jobs to complete.
-
-        It is ready once every one of them has completed; if one fails, times
-        out or is cancelled, it fails with ``DEPENDENCY_FAILED``.
-
-        Args:
-            job: An unsaved job (``ContainerJob(...)``).
-            after: Saved jobs to wait for.
-
-        Returns:
-            The job, saved and queued.
-        """
-        return self._queue_with(job, after, None)
-
-    def _queue_with(
-        self, job: ContainerJob, after: Iterable[ContainerJob], archive: bytes | None
-    ) -> ContainerJob:
-        waits_for = list(after)
-        for other in waits_for:
-            if not isinstance(other, ContainerJob) or other.pk is None:
-                raise ValidationError({"after": f"Not a saved job: {other!r}."})
-        with transaction.atomic(using=self.using):
-            [saved] = self.queue_jobs([job])
-            if archive is not None:
-                ImageBuildContext.objects.using(self.using).create(
-                    job=saved, archive=archive, size=len(archive)
-                )
-            JobDependency.objects.using(self.using).bulk_create(
-                [JobDependency(job=saved, depends_on=other) for other in waits_for]
-            )
-        return saved
-
     # Running -------------------------------------------------------------------
 
     def launch_claimed(
@@ -325,6 +291,7 @@ class ImageTaskMixin(BulkQueueMixin, LaunchMixin):
         problem = self._image_task_problem(job)
         if problem is not None:
             return self.record_launch_failure(job, problem)
+        send_after_commit(job_started, [job], self.using)
         cancel = threading.Event()
         why: list[str] = []
         watcher = threading.Thread(
@@ -420,6 +387,7 @@ class ImageTaskMixin(BulkQueueMixin, LaunchMixin):
             job.mark_as_timeout()
         except InvalidStateTransition:
             return LaunchOutcome(False, f"Job {job.pk} changed to {job.status}")
+        send_finished(job, self.using)
         logger.warning(
             "Image task %s timed out after %s s; the engine's work was stopped",
             job.pk,
@@ -496,6 +464,7 @@ class ImageTaskMixin(BulkQueueMixin, LaunchMixin):
             job.refresh_from_db()
             return LaunchOutcome(False, f"Job {job.pk} changed to {job.status} meanwhile")
         job.set_stored(fields)
+        send_finished(job, self.using)
         # Its slot is free, and jobs that waited for it may now be ready.
         announce_work(job.queue, using=self.using)
         logger.info(

@@ -43,6 +43,7 @@ from container_manager.queue.finishing import FinishMixin
 from container_manager.queue.hosts import HostHealthMixin
 from container_manager.queue.leases import LeaseMixin
 from container_manager.queue.steps import DeferredStep, defer_preparing
+from container_manager.signals import job_started, send_after_commit, send_finished
 from container_manager.states import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -214,6 +215,7 @@ class LaunchMixin(FinishMixin, LeaseMixin, HostHealthMixin):
             # not run without an owner.
             self._stop_quietly(job)
             return LaunchOutcome(False, f"Job {job.pk} changed to {job.status} during launch")
+        send_after_commit(job_started, [job], self.using)
         logger.info(
             "Launched job %s (attempt %s) on %s",
             job.pk,
@@ -398,6 +400,7 @@ class LaunchMixin(FinishMixin, LeaseMixin, HostHealthMixin):
                 },
             )
         else:
+            send_finished(job, self.using)
             logger.error(
                 "Launch of job %s failed for good (%s): %s",
                 job.pk,

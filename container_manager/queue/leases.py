@@ -247,7 +247,9 @@ class LeaseMixin(ManagerBase):
         """
         now = timezone.now()
         until = now + lease_delta(lease_seconds)
-        moved = self._still_expired(job, now).update(worker_id=worker_id, lease_expires_at=until)
+        moved = self._still_expired(job, now).update(
+            worker_id=worker_id, last_worker_id=worker_id, lease_expires_at=until
+        )
         if moved:
             logger.warning(
                 "Took over job %s from worker %r",
@@ -255,7 +257,7 @@ class LeaseMixin(ManagerBase):
                 job.worker_id,
                 extra={"job_id": job.pk, "worker_id": worker_id},
             )
-            job.worker_id, job.lease_expires_at = worker_id, until
+            job.worker_id, job.last_worker_id, job.lease_expires_at = worker_id, worker_id, until
         return bool(moved)
 
     def requeue_orphan(

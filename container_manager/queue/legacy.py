@@ -31,6 +31,7 @@ from container_manager.models.queries import active_q
 from container_manager.queue.claims import ClaimMixin
 from container_manager.queue.launching import LaunchMixin, LaunchOutcome
 from container_manager.queue.queueing import QueueingMixin
+from container_manager.signals import send_finished
 from container_manager.states import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ class LegacyMixin(QueueingMixin, LaunchMixin, ClaimMixin):
             job.mark_as_failed(
                 error="The container of this job is gone", error_code="INTERNAL_ERROR"
             )
+            send_finished(job, self.using)
             return ProcessResult(False, "The container of this job is gone", job.status)
         assert job.host is not None  # current_ref() answers None for a job without one
         ended = self.containers.wait_finished(job.host, [ref], timeout_seconds=0)

@@ -17,6 +17,8 @@ through the container layer (``container_manager.containers``).
 - :mod:`.reporting` queue statistics and worker metrics;
 - :mod:`.images`    image tasks: queue a pull, build or push, and run a claimed one;
 - :mod:`.dependencies` jobs waiting for jobs: fail those whose wait ended badly;
+- :mod:`.schedules` firing schedules: one job per fire time, whichever worker fires it;
+- :mod:`.retention` deleting old finished jobs and stopped workers' rows;
 - :mod:`.legacy`    the one-call launch paths and the command's legacy mode.
 """
 
@@ -34,9 +36,12 @@ from container_manager.queue.images import ImageTaskMixin
 from container_manager.queue.leases import LeaseMixin
 from container_manager.queue.legacy import LegacyMixin
 from container_manager.queue.reporting import ReportingMixin
+from container_manager.queue.retention import RetentionMixin
+from container_manager.queue.schedules import ScheduleMixin
 
 
 class JobQueueManager(
+    ScheduleMixin,
     ImageTaskMixin,
     DependencyMixin,
     BulkQueueMixin,
@@ -46,6 +51,7 @@ class JobQueueManager(
     ReportingMixin,
     HostHealthMixin,
     CleanupMixin,
+    RetentionMixin,
 ):
     """High-level API of the job queue.
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -21,6 +22,7 @@ from container_manager.models import ContainerJob, ExecutorHost, JobQueue
 from container_manager.models.queries import READY_ORDER
 from container_manager.notify import announce_work
 from container_manager.queue.base import ManagerBase
+from container_manager.signals import job_queued, send_after_commit
 from container_manager.states import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -77,8 +79,9 @@ class QueueingMixin(ManagerBase):
             raise ValidationError({"scheduled_for": f"Not a datetime: {schedule_for!r}."})
         if schedule_for is not None and timezone.is_naive(schedule_for):
             schedule_for = timezone.make_aware(schedule_for)
-        job.mark_as_queued(scheduled_for=schedule_for, priority=priority)
+        self._mark_queued(job, scheduled_for=schedule_for, priority=priority)
         announce_work(job.queue, using=self.using)
+        send_after_commit(job_queued, [job], self.using)
         logger.info(
             "Queued job %s%s",
             job.pk,
@@ -86,6 +89,33 @@ class QueueingMixin(ManagerBase):
             extra={"job_id": job.pk},
         )
         return job
+
+    def _mark_queued(self, job: ContainerJob, **fields: Any) -> None:
+        """``job.mark_as_queued``, refused clearly when another job holds its unique key.
+
+        Raises:
+            JobNotQueueableError: (a ValueError) a job of its queue with its
+                ``unique_key`` has not finished (or, with a window, was made
+                in the same window); nothing is written.
+        """
+        try:
+            with transaction.atomic(using=self.using):
+                job.mark_as_queued(**fields)
+        except IntegrityError as exc:
+            if not job.unique_key:
+                raise
+            holder = (
+                ContainerJob.objects.using(self.using)
+                .filter(queue=job.queue, unique_key=job.unique_key)
+                .exclude(pk=job.pk)
+                .filter(status__in=sorted(states.UNFINISHED_STATUSES))
+                .values_list("pk", flat=True)
+                .first()
+            )
+            raise JobNotQueueableError(
+                f"Job {job.pk} cannot be queued: job {holder} of queue {job.queue!r} holds its "
+                f"unique key {job.unique_key!r} and has not finished"
+            ) from exc
 
     def dequeue_job(self, job: ContainerJob) -> ContainerJob:
         """Take a job out of the queue; it goes back to ``pending``.
@@ -194,10 +224,11 @@ class QueueingMixin(ManagerBase):
                 f"Only failed or timed-out jobs can be retried; job {job.pk} is {job.status}"
             )
         with transaction.atomic(using=self.using):
-            job.mark_as_queued()
+            self._mark_queued(job)
             if reset_count:
                 ContainerJob.objects.using(self.using).filter(pk=job.pk).update(retry_count=0)
                 job.retry_count = 0
+            send_after_commit(job_queued, [job], self.using)
         announce_work(job.queue, using=self.using)
         logger.info(
             "Requeued failed job %s%s",

@@ -130,6 +130,8 @@ class Worker:
         )
         self._stop_signal = ""
         self._is_status_requested = False
+        #: When (time.time()) the loop next looks for schedules due.
+        self._next_schedule_check = 0.0
         self.database = DatabaseWatch(self.state)
         self._build_parts()
 
@@ -378,14 +380,39 @@ class Worker:
             if time.monotonic() >= next_maintenance:
                 self._maintain()
                 next_maintenance = time.monotonic() + self.heartbeat_seconds
+            if time.time() >= self._next_schedule_check:
+                self._fire_schedules_safely()
             free = self._coalesce_free_slots()
             claimed = self._acquire_safely()
             if self.is_stopping:
                 break
             if claimed and len(claimed) == free and self.free_slots() > 0:
                 continue
-            wait = min(self.poll_interval_seconds, next_maintenance - time.monotonic())
+            wait = min(
+                self.poll_interval_seconds,
+                next_maintenance - time.monotonic(),
+                self._next_schedule_check - time.time(),
+            )
             self.queue_manager.wait_for_work(max(wait, MIN_WAIT_SECONDS))
+
+    def _fire_schedules_safely(self) -> None:
+        """Queue the jobs of the schedules due now, and note when the next one is."""
+        self._next_schedule_check = time.time() + self.poll_interval_seconds
+        try:
+            made = self.queue_manager.fire_schedules()
+            due = self.queue_manager.next_schedule_due()
+        except Exception as exc:
+            if is_connection_error(exc):
+                self.database.wait_until_up(exc)
+                return
+            logger.exception("Firing schedules failed", extra={"worker_id": self.worker_id})
+            self.stats.add_error(f"schedules: {type(exc).__name__}: {exc}")
+            connection.close()
+            return
+        for job in made:
+            self.state.echo(f"Schedule queued job {job.pk} ({job.name})", logged=True)
+        if due is not None:
+            self._next_schedule_check = min(self._next_schedule_check, due.timestamp())
 
     def _coalesce_free_slots(self) -> int:
         """Wait briefly for more free slots while only a few are free; return how many are.
@@ -430,6 +457,7 @@ class Worker:
 
     def _run_once(self) -> None:
         self.stats.iterations = 1
+        self._fire_schedules_safely()
         self._acquire_safely()
         if not self.claimer.wait_idle(self.acquire_timeout_seconds):
             # Image tasks are this process's own work, as local processes are:

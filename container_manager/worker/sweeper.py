@@ -50,6 +50,7 @@ from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.models.tally import compact_tallies
 from container_manager.queue import JobQueueManager
 from container_manager.queue.cleanup import is_end_recorded
+from container_manager.queue.retention import retention_age
 from container_manager.states import TERMINAL_STATUSES, JobStatus
 from container_manager.worker.db import drop_connection_if_broken
 from container_manager.worker.state import WorkerState
@@ -192,6 +193,7 @@ class Sweeper(threading.Thread):
                 close_old_connections()
                 self.sweep()
                 self.fold_tally()
+                self.apply_retention()
                 # A broken connection is replaced at the next pass.
                 drop_connection_if_broken()
                 if self._stop_event.wait(self.interval_seconds):
@@ -224,6 +226,25 @@ class Sweeper(threading.Thread):
             tally = self.sweep_host(host, now)
             done += tally.removed + tally.killed + tally.finished
         return done
+
+    def apply_retention(self) -> int:
+        """Delete finished jobs and stopped workers' rows older than ``RETENTION_DAYS``, if set.
+
+        Returns:
+            How many jobs were deleted.
+        """
+        age = retention_age()
+        if age is None:
+            return 0
+        try:
+            return self.queue_manager.prune(age).jobs
+        except Exception:
+            logger.warning(
+                "Could not delete old finished jobs; it is tried again at the next pass",
+                extra={"worker_id": self.state.worker_id},
+                exc_info=True,
+            )
+            return 0
 
     def fold_tally(self) -> None:
         """Fold the finished jobs' tally rows of every connection into one (``models.tally``)."""

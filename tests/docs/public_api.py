@@ -40,6 +40,7 @@ PUBLIC_MODULES = (
     "container_manager.registries",
     "container_manager.retry",
     "container_manager.services",
+    "container_manager.signals",
     "container_manager.tasks",
     "container_manager.testing",
     "container_manager.containers",
@@ -83,6 +84,8 @@ INTERNAL_MODULES = {
     "container_manager.admin.stats_view": "admin internals; the page is documented",
     "container_manager.admin.views": "admin internals; the pages are documented",
     "container_manager.admin.workers": "re-exported by container_manager.admin",
+    "container_manager.admin.arrays": "re-exported by container_manager.admin",
+    "container_manager.admin.schedules": "re-exported by container_manager.admin",
     "container_manager.apps": "Django app config",
     "container_manager.executors.completion": "executor internals",
     "container_manager.executors.docker_events": "Docker executor internals",
@@ -103,12 +106,17 @@ INTERNAL_MODULES = {
     "container_manager.management.commands.queue_manage": "a command; docs/command-reference.md",
     "container_manager.management.commands.queue_image": "a command; docs/command-reference.md "
     "and docs/image-tasks.md",
+    "container_manager.management.commands.queue_schedule": "a command; "
+    "docs/command-reference.md and docs/schedules.md",
+    "container_manager.management.commands.prune_jobs": "a command; docs/command-reference.md",
     "container_manager.models.host": "re-exported by container_manager.models",
     "container_manager.models.job": "re-exported by container_manager.models",
     "container_manager.models.queue": "re-exported by container_manager.models",
     "container_manager.models.worker": "re-exported by container_manager.models",
-    "container_manager.models.images": "JobDependency and ImageBuildContext re-exported by "
-    "container_manager.models; the option checks run by ContainerJob.clean()",
+    "container_manager.models.images": "JobDependency, ImageBuildContext and JobArray "
+    "re-exported by container_manager.models; the option checks run by ContainerJob.clean()",
+    "container_manager.models.schedule": "Schedule re-exported by container_manager.models; "
+    "CatchUp, Concurrency, TEMPLATE_FIELDS and the checks of its fields run by Schedule.clean()",
     "container_manager.models.validation": "field checks run by the models' clean_fields()",
     "container_manager.notify": "LISTEN/NOTIFY plumbing behind JobQueueManager.wait_for_work",
     "container_manager.models.queries": "JobQuerySet re-exported by container_manager.models",
@@ -129,6 +137,10 @@ INTERNAL_MODULES = {
     "container_manager.queue.images": "methods of JobQueueManager; image tasks are documented "
     "in docs/image-tasks.md",
     "container_manager.queue.dependencies": "methods of JobQueueManager",
+    "container_manager.queue.schedules": "methods of JobQueueManager; schedules are documented "
+    "in docs/schedules.md",
+    "container_manager.queue.retention": "methods of JobQueueManager; PruneResult and "
+    "retention_age are documented with prune",
     "container_manager.worker.claimer": "worker internals",
     "container_manager.queue.steps": "launch internals: the deferred preparing step",
     "container_manager.worker.follower": "worker internals",

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry points", ("management", "admin", "api", "apps", "services", "tasks")),
     ("worker", ("worker",)),
-    ("queue", ("queue", "notify", "stats", "operations", "metrics")),
+    ("queue", ("queue", "notify", "stats", "operations", "metrics", "signals")),
     ("container layer", ("containers",)),
     ("executors", ("executors", "testing")),
     ("models", ("models", "migrations")),

@@ -263,6 +263,8 @@ def test_a_worker_runs_an_image_task_and_follows_nothing(fake_host, fake_executo
     job = queue_manager.pull_image("app:1", host=fake_host)
     stats = Worker(worker_id="w-images", once=True).run()
     assert row(job).status == "completed"
+    # A finished job keeps the id of the worker that ran it.
+    assert (row(job).worker_id, row(job).last_worker_id) == ("", "w-images")
     assert stats.jobs_finished == 1
     assert fake_executor.launches == []  # No container was started.
 
