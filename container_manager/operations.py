@@ -34,6 +34,7 @@ from container_manager.models.images import options_problem
 from container_manager.models.validation import json_problem, text_problem
 from container_manager.queue import queue_manager
 from container_manager.queue.bulk import window_start
+from container_manager.queue.retention import parse_age
 from container_manager.states import JobKind, JobStatus
 from container_manager.stats import get_statistics
 
@@ -651,6 +652,27 @@ def manage_schedule(name: str, action: str) -> dict[str, Any]:
     return {"success": True, "action": action, "schedule": schedule_info(schedule)}
 
 
+def prune(older_than: str, *, dry_run: bool = False, keep_workers: bool = False) -> dict[str, Any]:
+    """Delete finished jobs (and stopped workers' rows) older than ``older_than`` (``30d``).
+
+    Raises:
+        OperationError: The age is not one (``VALIDATION_INVALID_PARAMS``).
+    """
+    try:
+        age = parse_age(older_than)
+    except ValueError as exc:
+        raise OperationError("VALIDATION_INVALID_PARAMS", str(exc), "invalid") from exc
+    result = queue_manager.prune(age, workers=not keep_workers, dry_run=dry_run)
+    return {
+        "success": True,
+        "dry_run": dry_run,
+        "older_than_seconds": int(age.total_seconds()),
+        "jobs": result.jobs,
+        "workers": result.workers,
+        "kept_for_dependents": result.kept_for_dependents,
+    }
+
+
 __all__ = [
     "MANAGE_ACTIONS",
     "OPERATIONS",
@@ -664,6 +686,7 @@ __all__ = [
     "find_task",
     "hosts_info",
     "manage_schedule",
+    "prune",
     "queue_manage",
     "queue_status",
     "queue_task_status",

@@ -4,7 +4,9 @@
 #     127.0.0.1:5000/container-manager-test/busybox:latest
 # and that a second one, with htpasswd authentication, answers on
 # http://127.0.0.1:5001 (user cm-test, password cm-test-secret), for the
-# tests of registry credentials.
+# tests of registry credentials, and a third, read-only (the distribution's
+# maintenance mode: it serves pulls and refuses every upload), answers on
+# http://127.0.0.1:5002, for the test of a push the registry refuses.
 #
 #   - runs scripts/ensure-docker.sh first if the engine or the image is missing;
 #   - installs Debian's docker-registry (and apache2-utils, for htpasswd) if absent;
@@ -13,6 +15,9 @@
 #     $STATE_DIR/registry, bound to loopback only;
 #   - the same for 127.0.0.1:5001 under $STATE_DIR/registry-auth, with a
 #     bcrypt htpasswd file;
+#   - the same for 127.0.0.1:5002 under $STATE_DIR/registry-readonly, with
+#     storage: maintenance: readonly: enabled: true (empty storage: it only
+#     has to refuse);
 #   - pushes the test image when the registry lacks it (or holds an older
 #     build), then checks a pull of it works.
 #
@@ -31,6 +36,9 @@ AUTH_LOG=/var/log/container-manager-registry-auth.log
 AUTH_ADDR=127.0.0.1:5001
 AUTH_USER=cm-test
 AUTH_PASSWORD=cm-test-secret
+RO_DIR=$STATE_DIR/registry-readonly
+RO_LOG=/var/log/container-manager-registry-readonly.log
+RO_ADDR=127.0.0.1:5002
 SOCK=unix:///var/run/docker.sock
 TEST_IMAGE=container-manager-test/busybox:latest
 REMOTE_IMAGE=$REG_ADDR/$TEST_IMAGE
@@ -56,6 +64,14 @@ registry_answers() { curl -fsS -m 2 -o /dev/null "http://$REG_ADDR/v2/" 2>/dev/n
 auth_registry_answers() {
     curl -fsS -m 2 -o /dev/null -u "$AUTH_USER:$AUTH_PASSWORD" "http://$AUTH_ADDR/v2/" 2>/dev/null
 }
+readonly_registry_answers() { curl -fsS -m 2 -o /dev/null "http://$RO_ADDR/v2/" 2>/dev/null; }
+# The read-only registry refuses to start an upload: 405 (Allow: GET, HEAD).
+# (A writable one would answer 202 and start one, left to its upload purge.)
+readonly_registry_refuses_uploads() {
+    [ "$(curl -sS -m 2 -o /dev/null -w '%{http_code}' -X POST \
+        "http://$RO_ADDR/v2/container-manager-test/readonly-probe/blobs/uploads/" 2>/dev/null)" = 405 ]
+}
+readonly_registry_ready() { readonly_registry_answers && readonly_registry_refuses_uploads; }
 # True when the registry's manifest for the tag points at the same image
 # (its config digest is the local image ID), so a rebuilt image is re-pushed.
 image_in_registry() {
@@ -84,11 +100,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # --- registries -------------------------------------------------------------
-# start_registry ADDR DIR LOG READY_CHECK [AUTH_YAML]: start docker-registry on
-# ADDR (loopback) in the background, with its config and storage under DIR,
-# and wait until READY_CHECK succeeds.
+# start_registry ADDR DIR LOG READY_CHECK [AUTH_YAML [STORAGE_YAML]]: start
+# docker-registry on ADDR (loopback) in the background, with its config and
+# storage under DIR, and wait until READY_CHECK succeeds. STORAGE_YAML goes
+# under storage: (indented by two spaces).
 start_registry() {
-    local addr=$1 dir=$2 reg_log=$3 ready=$4 auth_yaml=${5:-}
+    local addr=$1 dir=$2 reg_log=$3 ready=$4 auth_yaml=${5:-} storage_yaml=${6:-}
     local port=${addr##*:} started_pid deadline problem
     [ "$(id -u)" -eq 0 ] || die "no registry on $addr and not root, cannot start one"
     # Port taken by something that is not a registry: say so rather than
@@ -110,6 +127,7 @@ storage:
     rootdirectory: $dir/data
   delete:
     enabled: true
+$storage_yaml
 http:
   addr: $addr
   # Fixed only to silence the "no HTTP secret" warning; one instance, loopback.
@@ -158,6 +176,16 @@ else
     path: $AUTH_DIR/htpasswd"
 fi
 
+if readonly_registry_answers; then
+    readonly_registry_refuses_uploads ||
+        die "a registry answers on http://$RO_ADDR/v2/ but accepts uploads: it is not the read-only one"
+    log "read-only registry already answering on $RO_ADDR"
+else
+    start_registry "$RO_ADDR" "$RO_DIR" "$RO_LOG" readonly_registry_ready "" "  maintenance:
+    readonly:
+      enabled: true"
+fi
+
 # --- test image in the registry --------------------------------------------
 if image_in_registry; then
     log "image $REMOTE_IMAGE present"
@@ -171,4 +199,4 @@ else
     log "pushed $REMOTE_IMAGE and pulled it back"
 fi
 
-log "registry $(docker-registry --version 2>/dev/null | awk '{print $NF}') ready on http://$REG_ADDR, with authentication on http://$AUTH_ADDR"
+log "registry $(docker-registry --version 2>/dev/null | awk '{print $NF}') ready on http://$REG_ADDR, with authentication on http://$AUTH_ADDR, read-only on http://$RO_ADDR"

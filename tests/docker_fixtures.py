@@ -14,7 +14,8 @@ Loaded by ``tests/conftest.py`` (``pytest_plugins``). What it gives:
 - ``docker_host`` / ``docker_executor``: an (unsaved) ExecutorHost on the
   local socket, and its executor; ``tls_docker_host`` the same engine over
   ``tcp://127.0.0.1:2376`` with TLS; ``registry`` the local registry;
-  ``auth_registry`` the local registry that asks for credentials.
+  ``auth_registry`` the local registry that asks for credentials;
+  ``readonly_registry`` the local registry in read-only maintenance mode.
 - ``local_host`` / ``local_executor``: the local-process backend.
 - ``make_spec(command, ...)``: a LaunchSpec with a job id unique in the run.
 """
@@ -50,6 +51,9 @@ REGISTRY_IMAGE = f"{REGISTRY}/{TEST_IMAGE}"
 AUTH_REGISTRY = "127.0.0.1:5001"
 AUTH_REGISTRY_USER = "cm-test"
 AUTH_REGISTRY_PASSWORD = "cm-test-secret"
+#: The registry in read-only maintenance mode (it refuses every upload), started
+#: by scripts/ensure-registry.sh.
+READONLY_REGISTRY = "127.0.0.1:5002"
 
 _job_ids = itertools.count(1_000_001)
 
@@ -207,6 +211,24 @@ def auth_registry(docker_engine) -> dict[str, str]:
         "username": AUTH_REGISTRY_USER,
         "password": AUTH_REGISTRY_PASSWORD,
     }
+
+
+@pytest.fixture
+def readonly_registry(docker_engine) -> str:
+    """The address of the registry in read-only maintenance mode (uploads refused with 405)."""
+    url = f"http://{READONLY_REGISTRY}/v2/"
+    what = f"Read-only Docker registry on {READONLY_REGISTRY}"
+    upload = urllib.request.Request(
+        f"{url}container-manager-test/readonly-probe/blobs/uploads/", data=b"", method="POST"
+    )
+    try:
+        answers = _http_status(url)
+        uploads = _http_status(upload) if answers == 200 else None
+    except OSError as exc:
+        missing_part(f"{what} ({exc}; run scripts/ensure-registry.sh)")
+    if (answers, uploads) != (200, 405):
+        missing_part(f"{what} (it answers {answers}, and {uploads} to an upload, not 200 and 405)")
+    return READONLY_REGISTRY
 
 
 @pytest.fixture

@@ -270,6 +270,13 @@ def time_ago(value: datetime) -> SafeString:
     )
 
 
+def full_time(value: datetime | None) -> SafeString | str:
+    """A time on a record's page: date, time to the second, zone (``2026-12-07 14:05:09 UTC``)."""
+    if value is None:
+        return "-"
+    return format_html('<time datetime="{}">{}</time>', value.isoformat(), _full_time(value))
+
+
 def short_time(value: datetime | None) -> SafeString | str:
     """A compact time for list columns: ``14:05:09`` today, ``2026-11-21 14:05:09`` before.
 

@@ -39,18 +39,18 @@ STATE_FIELDS = (
     "status_badge",
     "queue_status_badge",
     "progress_bar",
-    "created_at",
-    "queued_at",
-    "launched_at",
-    "started_at",
-    "completed_at",
+    "created_at_shown",
+    "queued_at_shown",
+    "launched_at_shown",
+    "started_at_shown",
+    "completed_at_shown",
     "duration_display",
     "exit_code",
     "retry_count",
     "attempt",
     "worker_id",
     "last_worker_id",
-    "lease_expires_at",
+    "lease_expires_at_shown",
     "container_id",
     "depends_on_display",
     "array",
@@ -58,8 +58,19 @@ STATE_FIELDS = (
     "schedule",
     "scheduled_fire_at",
 )
-ERROR_FIELDS = ("error_info", "last_error_display", "last_error_at")
+ERROR_FIELDS = ("error_info", "last_error_display", "last_error_at_shown")
 OUTPUT_FIELDS = ("stdout_display", "stderr_display", "image_result_display")
+#: The job's times, shown on its page to the second with their date and zone
+#: (``<field>_shown``).
+TIME_FIELDS = (
+    "created_at",
+    "queued_at",
+    "launched_at",
+    "started_at",
+    "completed_at",
+    "lease_expires_at",
+    "last_error_at",
+)
 #: Shown only for jobs made by 1.0.x and kept by the upgrade (docs/migration-guide.md).
 LEGACY_FIELDS = ("legacy_id", "legacy_data_display")
 #: Statuses in which the job's spec may no longer be edited.
@@ -371,3 +382,16 @@ def _no_output(job: ContainerJob) -> str:
 
 
 __all__ = ["ContainerJobAdmin"]
+
+
+def _shown_time(name: str) -> Any:
+    @admin.display(description=name.replace("_", " "))
+    def shown(self: Any, job: ContainerJob) -> SafeString | str:
+        return display.full_time(getattr(job, name))
+
+    shown.__name__ = f"{name}_shown"
+    return shown
+
+
+for _name in TIME_FIELDS:
+    setattr(ContainerJobAdmin, f"{_name}_shown", _shown_time(_name))

@@ -20,6 +20,7 @@ NEEDED = {
     ("schedule", False): "container_manager.view_schedule",
     ("schedule", True): "container_manager.change_schedule",
     ("new_schedule", True): "container_manager.add_schedule",
+    ("prune", True): "container_manager.delete_containerjob",
 }
 
 

@@ -20,6 +20,7 @@ urlpatterns = [
     path("hosts/<str:name>/<str:action>/", views.HostActionView.as_view(), name="host-action"),
     path("workers/", views.WorkersView.as_view(), name="workers"),
     path("schedules/", views.SchedulesView.as_view(), name="schedules"),
+    path("prune/", views.PruneView.as_view(), name="prune"),
     path(
         "schedules/<str:name>/<str:action>/",
         views.ScheduleActionView.as_view(),

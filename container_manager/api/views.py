@@ -391,6 +391,32 @@ class ScheduleActionView(ApiView):
         return Response(operations.manage_schedule(name, action))
 
 
+class PruneSerializer(StrictSerializer):
+    """What ``POST prune/`` accepts."""
+
+    older_than = serializers.CharField(max_length=20, help_text="An age: 30d, 12h, 90m, 2w")
+    dry_run = serializers.BooleanField(required=False, default=False)
+    keep_workers = serializers.BooleanField(required=False, default=False)
+
+
+class PruneView(ApiView):
+    """``POST prune/``: delete finished jobs older than an age (docs/queue-management.md)."""
+
+    resource = "prune"
+
+    @extend_schema(operation_id="prune", request=PruneSerializer, responses={200: ANSWER, **ERRORS})
+    def post(self, request: Request) -> Response:
+        serializer = PruneSerializer(data=_checked_body(request))
+        if not serializer.is_valid():
+            return Response(
+                error_body(
+                    "VALIDATION_INVALID_PARAMS", _first_error(serializer.errors), serializer.errors
+                ),
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response(operations.prune(**serializer.validated_data))
+
+
 class HostsView(ApiView):
     """``GET hosts/``."""
 

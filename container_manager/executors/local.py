@@ -151,6 +151,14 @@ def machine_name() -> str:
     return socket.gethostname()
 
 
+#: The supervisor's reasons a command could not start, with their catalogue codes.
+_START_REFUSALS = {
+    "missing": "COMMAND_NOT_FOUND",
+    "denied": "PERMISSION_DENIED",
+    "invalid": "VALIDATION_INVALID_PARAMS",
+}
+
+
 @dataclass(frozen=True)
 class MachineProcess:
     """A live process of this machine that belongs to one attempt."""
@@ -508,8 +516,10 @@ class LocalProcessExecutor(Executor):
             output = read_capped_file(directory / STDERR_FILE, 2000).text.strip()
             shutil.rmtree(directory, ignore_errors=True)
             reason, _, message = detail.partition(" ")
-            if reason == "invalid":
-                raise InvalidLaunchSpecError(f"Cannot run {spec.command[0]!r}: {message}")
+            if reason in _START_REFUSALS:
+                raise InvalidLaunchSpecError(
+                    f"Cannot run {spec.command[0]!r}: {message}", code=_START_REFUSALS[reason]
+                )
             raise ExecutorError(
                 f"Cannot start process: {message or output or 'its supervisor ended'}"
             )

@@ -33,7 +33,8 @@ directory; removed from what the command sees). It appends the command's
 stdout to ``<output directory>/stdout.log``; the command's stderr is the
 supervisor's own. Once the command runs it writes ``ok <pid>`` on its stdout
 (a pipe to the worker) and closes it, or ``error <kind> <message>`` when the
-command could not start (kind ``invalid`` for a missing program or working
+command could not start (kind ``missing`` for a program that does not exist,
+``denied`` for one that may not be run, ``invalid`` for a missing working
 directory, ``oserror`` otherwise). It exits with the command's exit code, or
 128 + N when the command died of signal N.
 
@@ -213,7 +214,14 @@ def main(argv: list[str]) -> int:
                 preexec_fn=lambda: _child_setup(memory_limit),
             )
     except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
-        _report(f"error invalid {exc}")
+        # Which file: the program itself, or the working directory.
+        is_program = exc.filename is not None and str(exc.filename) != str(cwd)
+        if is_program and isinstance(exc, FileNotFoundError):
+            _report(f"error missing {exc}")
+        elif is_program and isinstance(exc, PermissionError):
+            _report(f"error denied {exc}")
+        else:
+            _report(f"error invalid {exc}")
         return 127
     except OSError as exc:
         _report(f"error oserror {exc}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
@@ -87,3 +88,30 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     text = str(value).replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def name_value_pairs(values: list[str], flag: str) -> dict[str, str]:
+    """``NAME=value`` arguments of a repeatable flag, as a dict.
+
+    Raises:
+        OperationError: A value is not ``NAME=value`` (exit status 2).
+    """
+    found: dict[str, str] = {}
+    for value in values:
+        name, equals, text = value.partition("=")
+        if not equals or not name:
+            raise OperationError(
+                "VALIDATION_INVALID_PARAMS", f"{flag} takes NAME=value, not {value!r}", "invalid"
+            )
+        found[name] = text
+    return found
+
+
+def refused(exc: ValidationError) -> OperationError:
+    """A model's ValidationError as the command's refusal (exit status 2), fields named."""
+    problems = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
+    text = "; ".join(
+        f"{field}: {' '.join(messages)}" if field and field != "__all__" else " ".join(messages)
+        for field, messages in problems.items()
+    )
+    return OperationError("VALIDATION_INVALID_PARAMS", text, "invalid")

@@ -13,6 +13,7 @@ clean-up pass when ``RETENTION_DAYS`` is set.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,6 +39,25 @@ class PruneResult:
     jobs: int
     workers: int
     kept_for_dependents: int
+
+
+_AGE = re.compile(r"(\d+)\s*([smhdw]?)")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "": 86400}
+
+
+def parse_age(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``2w`` or a number of days, as a timedelta.
+
+    Raises:
+        ValueError: The text is not an age (the message says what one looks like).
+    """
+    match = _AGE.fullmatch(str(text).strip().lower())
+    if match is None:
+        raise ValueError(
+            f"An age is a number and a unit, like 30d, 12h, 90m or 2w (a bare number is "
+            f"days), not {text!r}"
+        )
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
 def retention_age() -> timedelta | None:

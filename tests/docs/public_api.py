@@ -109,6 +109,7 @@ INTERNAL_MODULES = {
     "container_manager.management.commands.queue_schedule": "a command; "
     "docs/command-reference.md and docs/schedules.md",
     "container_manager.management.commands.prune_jobs": "a command; docs/command-reference.md",
+    "container_manager.management.commands.queue_job": "a command; docs/command-reference.md",
     "container_manager.models.host": "re-exported by container_manager.models",
     "container_manager.models.job": "re-exported by container_manager.models",
     "container_manager.models.queue": "re-exported by container_manager.models",

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import io
 import itertools
+import json
 import re
 import socket
 import tarfile
@@ -20,20 +21,24 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import docker.errors
 import pytest
+import yaml
 
 from container_manager.exceptions import (
     ImageBuildError,
     ImageNotFoundError,
+    ImagePullError,
+    ImagePushError,
     ImageTaskCancelled,
     RegistryAuthenticationError,
     RegistryError,
 )
 from container_manager.executors.base import BuildSpec
 from tests.conftest import missing_part
-from tests.docker_fixtures import REGISTRY, RUN_ID, TEST_IMAGE
+from tests.docker_fixtures import REGISTRY, REGISTRY_IMAGE, RUN_ID, TEST_IMAGE
 
 pytestmark = pytest.mark.docker
 
@@ -52,6 +57,8 @@ PUSH_LAYER_BYTES = 4_000_000
 BIG_LAYER_BYTES = 64_000_000
 #: How soon a cancelled task must give up.
 CANCEL_SECONDS = 3.0
+#: The config scripts/ensure-registry.sh writes for the registry on ``REGISTRY``.
+REGISTRY_CONFIG = Path("/var/lib/container-manager-test/registry/config.yml")
 
 _names = itertools.count(1)
 
@@ -110,6 +117,36 @@ def registry_manifest_digest(address: str, reference: str, auth=None) -> str | N
         if exc.code == 404:
             return None
         raise
+
+
+def registry_manifest(address: str, reference: str) -> tuple[str, dict]:
+    """The digest and the manifest (schema 2) the registry holds for ``reference``."""
+    name, _, tag = reference.removeprefix(f"{address}/").rpartition(":")
+    request = urllib.request.Request(
+        f"http://{address}/v2/{name}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return str(answer.headers["Docker-Content-Digest"]), json.load(answer)
+
+
+def delete_manifest(address: str, reference: str, digest: str) -> None:
+    """Delete the manifest ``digest`` of ``reference``'s repository (deletes are on)."""
+    name = reference.removeprefix(f"{address}/").rpartition(":")[0]
+    request = urllib.request.Request(
+        f"http://{address}/v2/{name}/manifests/{digest}", method="DELETE"
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def registry_blob_file(digest: str) -> Path:
+    """Where the registry on ``REGISTRY`` stores the blob ``digest`` (its filesystem driver)."""
+    try:
+        config = yaml.safe_load(REGISTRY_CONFIG.read_text())
+        root = Path(config["storage"]["filesystem"]["rootdirectory"])
+    except (OSError, KeyError, TypeError) as exc:
+        missing_part(f"the storage of the registry on {REGISTRY} ({exc})")
+    algorithm, _, hex_digest = digest.partition(":")
+    return root / "docker/registry/v2/blobs" / algorithm / hex_digest[:2] / hex_digest / "data"
 
 
 def absent_locally(docker_engine, reference: str) -> None:
@@ -204,6 +241,48 @@ def test_pull_of_a_reference_the_registry_lacks_is_image_not_found(docker_execut
     assert raised.value.code == "DOCKER_IMAGE_NOT_FOUND"
     assert raised.value.transient is False
     assert "manifest unknown" in raised.value.output
+
+
+def test_pull_of_a_layer_the_registry_serves_corrupted_is_a_transient_pull_failure(
+    docker_executor, docker_engine, registry, images
+):
+    # An image of its own: the test image's layer and one layer no other image
+    # has, the only blob changed on the registry's disk. (Other tests pull the
+    # test image, whose layer this image shares.)
+    reference = f"{registry}/{unique('corrupt')}:1"
+    images.append(reference)
+    engine_build(docker_engine, f"FROM {TEST_IMAGE}\nRUN echo {reference} > /unique\n", reference)
+    for entry in docker_engine.api.push(*reference.rsplit(":", 1), stream=True, decode=True):
+        assert "error" not in entry, entry
+    pushed_digest, manifest = registry_manifest(registry, reference)
+    shared = {layer["digest"] for layer in registry_manifest(registry, REGISTRY_IMAGE)[1]["layers"]}
+    (own,) = [layer["digest"] for layer in manifest["layers"] if layer["digest"] not in shared]
+    blob = registry_blob_file(own)
+    try:
+        good = blob.read_bytes()
+        blob.write_bytes(bytes(byte ^ 0xFF for byte in good))  # same size, other bytes
+    except OSError as exc:
+        missing_part(f"write access to the registry's blob {blob} ({exc})")
+    try:
+        absent_locally(docker_engine, reference)
+        with pytest.raises(ImagePullError) as raised:
+            docker_executor.pull_image(reference)
+        assert not docker_engine.api.images(name=reference)
+    finally:
+        blob.write_bytes(good)
+    # The repair a re-push makes: the same pull then succeeds (transient was right).
+    try:
+        pulled = docker_executor.pull_image(reference)
+    finally:
+        delete_manifest(registry, reference, pushed_digest)
+
+    error = raised.value
+    assert error.code == "DOCKER_PULL_FAILED"
+    assert error.transient is True
+    assert str(error).endswith(f"filesystem layer verification failed for digest {own}")
+    assert f"{own.removeprefix('sha256:')[:12]}: Verifying Checksum\n" in error.output
+    assert pulled.digest == pushed_digest
+    assert docker_engine.api.inspect_image(reference)["Id"] == pulled.image_id
 
 
 def test_pull_from_a_registry_that_does_not_answer_is_a_transient_registry_error(
@@ -400,6 +479,26 @@ def test_push_to_the_registry_with_authentication_without_good_credentials_is_re
     assert raised.value.code == "DOCKER_AUTHENTICATION_FAILED"
     assert raised.value.transient is False
     assert registry_manifest_digest(auth_registry["address"], reference, auth_registry) is None
+
+
+def test_push_to_a_read_only_registry_is_a_transient_push_failure(
+    docker_executor, docker_engine, readonly_registry, images
+):
+    reference = f"{readonly_registry}/{unique('read-only')}:1"
+    images.append(reference)
+    docker_engine.api.tag(TEST_IMAGE, *reference.rsplit(":", 1))
+
+    with pytest.raises(ImagePushError) as raised:
+        docker_executor.push_image(reference)
+
+    # The registry refuses the upload with a bare 405 ("Method not allowed",
+    # Allow: GET, HEAD), which the engine passes on as a body it cannot parse.
+    error = raised.value
+    assert error.code == "DOCKER_PUSH_FAILED"
+    assert error.transient is True  # the registry's maintenance ends; the push can then pass
+    assert "error parsing HTTP 405 response body" in str(error)
+    assert "Method not allowed" in error.output
+    assert registry_manifest_digest(readonly_registry, reference) is None
 
 
 def test_push_with_credentials_succeeds_and_pulls_back_with_them(

@@ -63,6 +63,17 @@ def test_times_show_seconds_and_the_full_date_when_not_today():
     assert short_time(earlier).endswith(f">{earlier.strftime('%Y-%m-%d %H:%M:%S')}</time>")
 
 
+def test_the_jobs_page_shows_its_times_to_the_second_with_the_date(admin_client):
+    from django.urls import reverse
+
+    when = timezone.now().replace(microsecond=0) - timedelta(days=3, seconds=7)
+    job = ContainerJob.objects.create(name="dated", command="x")
+    ContainerJob.objects.filter(pk=job.pk).update(queued_at=when)
+    page = admin_client.get(reverse("admin:container_manager_containerjob_change", args=[job.pk]))
+    shown = timezone.localtime(when).strftime("%Y-%m-%d %H:%M:%S")
+    assert f'<time datetime="{when.isoformat()}">{shown} ' in page.content.decode()
+
+
 def test_a_cleanly_stopped_worker_is_not_shown_as_failed(admin_client):
     now = timezone.now()
     WorkerRow.objects.create(

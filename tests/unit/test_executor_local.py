@@ -85,16 +85,28 @@ def test_a_job_path_overrides_the_worker_path(local_executor, make_spec):
     assert local_executor.logs(ref, 1000).stdout == "/nowhere\n"
 
 
-def test_missing_program_is_a_permanent_launch_error(local_executor, make_spec):
+def test_missing_program_is_command_not_found_and_permanent(local_executor, make_spec):
     with pytest.raises(InvalidLaunchSpecError) as caught:
         local_executor.launch(make_spec(("/no/such/program",)))
-    assert caught.value.code == "VALIDATION_INVALID_PARAMS"
+    assert caught.value.code == "COMMAND_NOT_FOUND"
     assert caught.value.transient is False
+    assert "/no/such/program" in str(caught.value)
+
+
+def test_a_file_that_may_not_be_run_is_permission_denied(local_executor, make_spec, tmp_path):
+    script = tmp_path / "not-executable.sh"
+    script.write_text("echo hi\n")
+    script.chmod(0o644)
+    with pytest.raises(InvalidLaunchSpecError) as caught:
+        local_executor.launch(make_spec((str(script),)))
+    assert caught.value.code == "PERMISSION_DENIED"
 
 
 def test_missing_working_directory_is_a_permanent_launch_error(local_executor, make_spec):
-    with pytest.raises(InvalidLaunchSpecError):
+    with pytest.raises(InvalidLaunchSpecError) as caught:
         local_executor.launch(make_spec("pwd", working_directory="/no/such/dir"))
+    assert caught.value.code == "VALIDATION_INVALID_PARAMS"
+    assert "/no/such/dir" in str(caught.value)
 
 
 def test_empty_command_is_rejected(local_executor, make_spec):

@@ -1,8 +1,9 @@
 """The Docker image tasks' stream handling, without an engine.
 
 The streams and error answers below were recorded from Docker 20.10 (classic
-builder) and docker-registry 2.8 (plain, and with htpasswd authentication);
-tests/integration/test_image_ops_docker.py runs the same paths for real.
+builder) and docker-registry 2.8 (plain, with htpasswd authentication, and
+read-only); tests/integration/test_image_ops_docker.py runs the same paths
+for real.
 """
 
 from __future__ import annotations
@@ -386,6 +387,17 @@ def test_output_cut_between_multibyte_characters_stays_valid_text():
 AUTH_PULL = 'Head "http://127.0.0.1:5001/v2/x/y/manifests/latest": no basic auth credentials'
 REFUSED = 'Get "http://127.0.0.1:5999/v2/": dial tcp 127.0.0.1:5999: connect: connection refused'
 MISSING = "manifest for 127.0.0.1:5000/nothere/x:1 not found: manifest unknown: manifest unknown"
+#: A pull whose layer blob was changed on the registry's disk (recorded).
+CORRUPT_LAYER = (
+    "filesystem layer verification failed for digest "
+    "sha256:f2ad8b3778a0649ab6f73d7f512fd4dd1247a2af053ca3149792fb7963aec92e"
+)
+#: A push to a registry in read-only maintenance mode: it refuses the upload
+#: with a plain-text 405, not a registry error code (recorded).
+READ_ONLY = (
+    "error parsing HTTP 405 response body: invalid character 'M' looking for beginning "
+    'of value: "Method not allowed\\n"'
+)
 
 
 @pytest.mark.parametrize(
@@ -449,6 +461,7 @@ MISSING = "manifest for 127.0.0.1:5000/nothere/x:1 not found: manifest unknown: 
             True,
         ),
         ("pull", None, "unexpected EOF", None, ImagePullError, "DOCKER_PULL_FAILED", True),
+        ("pull", None, CORRUPT_LAYER, None, ImagePullError, "DOCKER_PULL_FAILED", True),
         # Pushes: the errors come in the stream (recorded).
         (
             "push",
@@ -478,6 +491,7 @@ MISSING = "manifest for 127.0.0.1:5000/nothere/x:1 not found: manifest unknown: 
             False,
         ),
         ("push", None, REFUSED, None, RegistryError, "DOCKER_REGISTRY_ERROR", True),
+        ("push", None, READ_ONLY, None, ImagePushError, "DOCKER_PUSH_FAILED", True),
         (
             "push",
             None,
@@ -578,6 +592,8 @@ def test_engine_and_registry_errors_map_to_leaves(
         ("toomanyrequests: You have reached your pull rate limit.", "TOOMANYREQUESTS"),
         ("errors:\nname unknown: repository name not known to registry\n", "NAME_UNKNOWN"),
         (AUTH_PULL, None),
+        (CORRUPT_LAYER, None),
+        (READ_ONLY, None),
         ("the manifest unknown to us", None),
     ],
 )
@@ -734,6 +750,38 @@ def test_an_engine_answer_before_the_stream_becomes_the_mapped_error():
         docker_images.pull(engine_of(api), "127.0.0.1:5001/x/y")
 
     assert raised.value.output == AUTH_PULL + "\n"
+
+
+#: ``docker pull`` of an image whose own layer was changed on the registry's disk.
+CORRUPT_PULL_STREAM = [
+    {"status": "Pulling from cmexplore/corrupt", "id": "1"},
+    _layer("Already exists", "eaae5b40c384"),
+    _layer("Pulling fs layer", "f2ad8b3778a0"),
+    _layer("Verifying Checksum", "f2ad8b3778a0"),
+    {"errorDetail": {"message": CORRUPT_LAYER}, "error": CORRUPT_LAYER},
+]
+#: ``docker push`` to the registry in read-only maintenance mode.
+READ_ONLY_PUSH_STREAM = [
+    {"status": "The push refers to repository [127.0.0.1:5002/cmexplore/ro]"},
+    _layer("Preparing", "b27aeb6b4eee"),
+    {"errorDetail": {"message": READ_ONLY}, "error": READ_ONLY},
+]
+
+
+def test_a_layer_failing_verification_in_the_stream_is_a_transient_pull_failure():
+    with pytest.raises(ImagePullError) as raised:
+        docker_images.pull(engine_of(FakeAPI(CORRUPT_PULL_STREAM)), "127.0.0.1:5000/app:1")
+
+    assert (raised.value.code, raised.value.transient) == ("DOCKER_PULL_FAILED", True)
+    assert raised.value.output.endswith(f"f2ad8b3778a0: Verifying Checksum\n{CORRUPT_LAYER}\n")
+
+
+def test_an_upload_a_read_only_registry_refuses_is_a_transient_push_failure():
+    with pytest.raises(ImagePushError) as raised:
+        docker_images.push(engine_of(FakeAPI(READ_ONLY_PUSH_STREAM)), "127.0.0.1:5000/app:1")
+
+    assert (raised.value.code, raised.value.transient) == ("DOCKER_PUSH_FAILED", True)
+    assert raised.value.output.endswith(f"b27aeb6b4eee: Preparing\n{READ_ONLY}\n")
 
 
 def test_a_daemon_that_does_not_answer_is_a_transient_network_error():

@@ -90,7 +90,7 @@ def test_the_command_counts_in_a_dry_run_then_deletes_with_progress():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--older-than", "soon"), "--older-than takes an age like 30d"),
+        (("--older-than", "soon"), "--older-than: An age is a number and a unit, like 30d"),
         ((), "Give --older-than (e.g. 30d), or set CONTAINER_MANAGER['RETENTION_DAYS']"),
         (("--older-than", "1d", "--batch-size", "0"), "--batch-size must be at least 1"),
     ],
@@ -125,3 +125,33 @@ def test_finished_jobs_keep_the_id_of_the_worker_that_ran_them():
     queue_manager.release_job(claimed, "w-ran-it")
     job.refresh_from_db()
     assert (job.worker_id, job.last_worker_id) == ("", "w-ran-it")
+
+
+def test_the_api_prunes_for_a_user_who_may_delete_jobs(client):
+    import json
+
+    from django.contrib.auth.models import Permission, User
+
+    ended("old", 40)
+    viewer = User.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_containerjob"))
+    client.force_login(viewer)
+    body = json.dumps({"older_than": "30d"})
+    refused = client.post("/api/prune/", body, content_type="application/json")
+    assert refused.status_code == 403
+    viewer.user_permissions.add(Permission.objects.get(codename="delete_containerjob"))
+    dry = client.post(
+        "/api/prune/",
+        json.dumps({"older_than": "30d", "dry_run": True}),
+        content_type="application/json",
+    )
+    assert (dry.status_code, dry.json()["jobs"]) == (200, 1)
+    assert ContainerJob.objects.count() == 1
+    done = client.post("/api/prune/", body, content_type="application/json")
+    assert done.json()["jobs"] == 1
+    assert not ContainerJob.objects.exists()
+    bad = client.post(
+        "/api/prune/", json.dumps({"older_than": "soon"}), content_type="application/json"
+    )
+    assert bad.status_code == 400
+    assert "An age is a number and a unit" in bad.json()["error"]

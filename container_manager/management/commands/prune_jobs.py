@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -10,26 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from container_manager.management import package_version
 from container_manager.queue import queue_manager
-from container_manager.queue.retention import PRUNE_BATCH_SIZE, retention_age
-
-_AGE = re.compile(r"(\d+)\s*([smhdw]?)")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "": 86400}
-
-
-def parse_age(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``2w`` or a number of days, as a timedelta.
-
-    Raises:
-        CommandError: The text is not an age.
-    """
-    match = _AGE.fullmatch(text.strip().lower())
-    if match is None:
-        raise CommandError(
-            f"--older-than takes an age like 30d, 12h, 90m or 2w (a bare number is days), "
-            f"not {text!r}",
-            returncode=2,
-        )
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+from container_manager.queue.retention import PRUNE_BATCH_SIZE, parse_age, retention_age
 
 
 class Command(BaseCommand):
@@ -61,7 +41,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         text = options["older_than"]
-        age = parse_age(text) if text is not None else retention_age()
+        try:
+            age = parse_age(text) if text is not None else retention_age()
+        except ValueError as exc:
+            raise CommandError(f"--older-than: {exc}", returncode=2) from exc
         if age is None:
             raise CommandError(
                 "Give --older-than (e.g. 30d), or set CONTAINER_MANAGER['RETENTION_DAYS']",

@@ -11,23 +11,15 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandParser
 
-from container_manager.management.operations_command import OperationCommand
+from container_manager.management.operations_command import (
+    OperationCommand,
+    name_value_pairs,
+    refused,
+)
 from container_manager.operations import OperationError, create_task, task_info
 from container_manager.states import JobKind
 
 KINDS = {"pull": JobKind.IMAGE_PULL, "build": JobKind.IMAGE_BUILD, "push": JobKind.IMAGE_PUSH}
-
-
-def _pairs(values: list[str], flag: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for value in values:
-        name, equals, text = value.partition("=")
-        if not equals or not name:
-            raise OperationError(
-                "VALIDATION_INVALID_PARAMS", f"{flag} takes NAME=value, not {value!r}", "invalid"
-            )
-        found[name] = text
-    return found
 
 
 def _context(path: str) -> bytes:
@@ -129,14 +121,7 @@ class Command(OperationCommand):
         try:
             made = create_task(fields)
         except ValidationError as exc:
-            problems = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
-            text = "; ".join(
-                f"{field}: {' '.join(messages)}"
-                if field and field != "__all__"
-                else " ".join(messages)
-                for field, messages in problems.items()
-            )
-            raise OperationError("VALIDATION_INVALID_PARAMS", text, "invalid") from exc
+            raise refused(exc) from exc
         jobs = made if isinstance(made, list) else [made]
         return {"success": True, "tasks": [task_info(job, detailed=True) for job in jobs]}
 
@@ -156,9 +141,9 @@ class Command(OperationCommand):
                     "VALIDATION_INVALID_PARAMS", f"--dockerfile {dockerfile}: {exc}", "invalid"
                 ) from exc
         if options["build_arg"]:
-            built["build_args"] = _pairs(options["build_arg"], "--build-arg")
+            built["build_args"] = name_value_pairs(options["build_arg"], "--build-arg")
         if options["label"]:
-            built["labels"] = _pairs(options["label"], "--label")
+            built["labels"] = name_value_pairs(options["label"], "--label")
         if options["tag"]:
             built["tags"] = list(options["tag"])
         if options["target"]:

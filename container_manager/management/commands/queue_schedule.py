@@ -8,7 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandParser
 
-from container_manager.management.operations_command import OperationCommand
+from container_manager.management.operations_command import OperationCommand, refused
 from container_manager.operations import (
     OperationError,
     create_schedule,
@@ -89,11 +89,7 @@ class Command(OperationCommand):
         try:
             return create_schedule(fields)
         except ValidationError as exc:
-            problems = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
-            text = "; ".join(
-                f"{field}: {' '.join(messages)}" for field, messages in problems.items()
-            )
-            raise OperationError("VALIDATION_INVALID_PARAMS", text, "invalid") from exc
+            raise refused(exc) from exc
 
     def render(self, answer: dict[str, Any], options: dict[str, Any]) -> None:
         if "results" in answer:
