@@ -130,7 +130,8 @@ def clear_jobs() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {JOB_TABLE}")
+        # CASCADE: the tables that point at jobs (dependencies, build contexts) go too.
+        cursor.execute(f"TRUNCATE {JOB_TABLE} CASCADE")
         cursor.execute("DELETE FROM container_manager_worker")
         cursor.execute(f"VACUUM ANALYZE {JOB_TABLE}")
 

@@ -38,7 +38,9 @@ LAYOUTS = {
     "4 processes, 2 hosts": (4, {"alpha": 12, "beta": 8}, {"reports": 4}),
     "8 processes, 3 hosts": (8, {"alpha": 12, "beta": 8, "gamma": 5}, {"reports": 4, "mail": 3}),
 }
-DEADLINE_SECONDS = 60
+#: A guard against a hang, not a speed target (bench/ measures claims): on a
+#: machine loaded by other suites the 3,000 claims take well over a minute.
+DEADLINE_SECONDS = 240
 SAMPLE_SECONDS = 0.01
 
 WORKER_SCRIPT = textwrap.dedent(
@@ -165,13 +167,16 @@ def test_worker_processes_claim_each_job_once_in_order_within_limits(tmp_path, l
             with contextlib.suppress(subprocess.TimeoutExpired):
                 procs[0].wait(timeout=SAMPLE_SECONDS)
     finally:
+        errors = []
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-    for proc in procs:
-        assert proc.returncode == 0, proc.stderr.read().decode()[-3000:]
-        proc.stderr.close()
+            assert proc.stderr is not None
+            errors.append(proc.stderr.read().decode()[-3000:])
+            proc.stderr.close()
+    for proc, error in zip(procs, errors, strict=True):
+        assert proc.returncode == 0, error
 
     claims = defaultdict(list)
     for n, log in enumerate(logs):
