@@ -229,21 +229,30 @@ class JobsView(ApiView):
         operation_id="jobs_create", request=JobCreateSerializer, responses={201: ANSWER, **ERRORS}
     )
     def post(self, request: Request) -> Response:
-        serializer = JobCreateSerializer(data=_checked_body(request))
-        if not serializer.is_valid():
-            return Response(
-                error_body(
-                    "VALIDATION_INVALID_PARAMS", _first_error(serializer.errors), serializer.errors
-                ),
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        made = operations.create_task(dict(serializer.validated_data))
+        data, refused = _read_input(JobCreateSerializer, request)
+        if refused is not None:
+            return refused
+        made = operations.create_task(data)
         body: dict[str, Any] = {"success": True}
         if isinstance(made, list):
             body["tasks"] = [operations.task_info(job, detailed=True) for job in made]
         else:
             body["task"] = operations.task_info(made, detailed=True)
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+def _read_input(
+    serializer_class: type[serializers.Serializer], request: Request
+) -> tuple[dict[str, Any], Response | None]:
+    """The request's body, validated; or the 400 answer naming the first problem."""
+    serializer = serializer_class(data=_checked_body(request))
+    if serializer.is_valid():
+        return dict(serializer.validated_data), None
+    answer = Response(
+        error_body("VALIDATION_INVALID_PARAMS", _first_error(serializer.errors), serializer.errors),
+        status=status.HTTP_400_BAD_REQUEST,
+    )
+    return {}, answer
 
 
 def _first_error(errors: Any) -> str:
@@ -359,15 +368,10 @@ class SchedulesView(ApiView):
         responses={201: ANSWER, **ERRORS},
     )
     def post(self, request: Request) -> Response:
-        serializer = ScheduleCreateSerializer(data=_checked_body(request))
-        if not serializer.is_valid():
-            return Response(
-                error_body(
-                    "VALIDATION_INVALID_PARAMS", _first_error(serializer.errors), serializer.errors
-                ),
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        answer = operations.create_schedule(dict(serializer.validated_data))
+        data, refused = _read_input(ScheduleCreateSerializer, request)
+        if refused is not None:
+            return refused
+        answer = operations.create_schedule(data)
         return Response(answer, status=status.HTTP_201_CREATED)
 
 
@@ -406,15 +410,10 @@ class PruneView(ApiView):
 
     @extend_schema(operation_id="prune", request=PruneSerializer, responses={200: ANSWER, **ERRORS})
     def post(self, request: Request) -> Response:
-        serializer = PruneSerializer(data=_checked_body(request))
-        if not serializer.is_valid():
-            return Response(
-                error_body(
-                    "VALIDATION_INVALID_PARAMS", _first_error(serializer.errors), serializer.errors
-                ),
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        return Response(operations.prune(**serializer.validated_data))
+        data, refused = _read_input(PruneSerializer, request)
+        if refused is not None:
+            return refused
+        return Response(operations.prune(**data))
 
 
 class HostsView(ApiView):
